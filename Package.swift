@@ -1,0 +1,129 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "m365-relay",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "m365-relay", targets: ["m365-relay"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+    ],
+    targets: [
+        // Sans-IO SMTP: grammar, framing with modes, session state machines, SASL.
+        .target(
+            name: "SMTPCore",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        // Thin NIO handlers that run SMTPCore's actions: server, client, STARTTLS, timers.
+        .target(
+            name: "SMTPNIO",
+            dependencies: [
+                "SMTPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        // The domain, pure: envelope, configuration model, retry schedule, DSN.
+        .target(
+            name: "RelayCore",
+            dependencies: [
+                "SMTPCore",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict),
+        // The durable queue behind one protocol: SQLite (GRDB) with a spool directory.
+        .target(
+            name: "RelayStorage",
+            dependencies: [
+                "RelayCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        // Transports to Microsoft 365 and the delivery service that drives them.
+        .target(
+            name: "M365Delivery",
+            dependencies: [
+                "SMTPCore", "SMTPNIO", "RelayCore", "RelayStorage",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        // The Microsoft 365 simulator.
+        .target(
+            name: "M365Sandbox",
+            dependencies: [
+                "SMTPCore", "SMTPNIO", "RelayCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: strict),
+        // Composition root: configuration -> services -> ServiceGroup.
+        .target(
+            name: "RelayServer",
+            dependencies: [
+                "SMTPCore", "SMTPNIO", "RelayCore", "RelayStorage", "M365Delivery", "M365Sandbox",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "m365-relay",
+            dependencies: [
+                "RelayServer", "RelayCore", "M365Sandbox",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        // Shipped test helpers: transcript harness, certificates, peers.
+        .target(
+            name: "RelayTestSupport",
+            dependencies: [
+                "SMTPCore", "RelayCore", "M365Sandbox",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore", "RelayTestSupport"], swiftSettings: strict),
+        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "RelayTestSupport"], swiftSettings: strict),
+        .testTarget(name: "RelayStorageTests", dependencies: ["RelayStorage", "RelayTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "RelayServer", "RelayCore", "RelayStorage", "M365Sandbox", "M365Delivery", "SMTPNIO", "RelayTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+    ]
+)
