@@ -40,8 +40,10 @@ public protocol RelayQueueStore: Sendable {
     func counts() async throws -> [RelayMessageState: Int]
 }
 
-/// Receives one message's content. Used from one event loop; not Sendable.
-public protocol RelayMessageWriter: AnyObject {
+/// Receives one message's content. Sendable so that it can be handed to
+/// `commit`, but used by one caller at a time (implementations are
+/// `@unchecked Sendable` on that rule).
+public protocol RelayMessageWriter: AnyObject, Sendable {
     var id: RelayQueueID { get }
     /// Octets written so far.
     var size: Int { get }
@@ -50,8 +52,8 @@ public protocol RelayMessageWriter: AnyObject {
     func abort()
 }
 
-/// Reads one message's content from the start.
-public protocol RelayContentReader: AnyObject {
+/// Reads one message's content from the start. Used by one caller at a time.
+public protocol RelayContentReader: AnyObject, Sendable {
     /// The next chunk of at most `maxLength` octets; nil at the end.
     func read(maxLength: Int) throws -> ByteBuffer?
     func close()

@@ -1,0 +1,559 @@
+import NIOCore
+
+/// The envelope of a message as the SMTP session collected it.
+public struct SMTPSessionEnvelope: Hashable, Sendable {
+    public var sender: SMTPReversePath
+    public var recipients: [SMTPMailbox]
+    public var parameters: SMTPMailParameters
+    public var heloName: String
+    /// Whether the client greeted with EHLO.
+    public var extended: Bool
+    public var tls: SMTPTLSInfo?
+    public var authenticatedAs: String?
+}
+
+/// The negotiated TLS of a session, for the Received header and the trace.
+public struct SMTPTLSInfo: Hashable, Sendable {
+    public var version: String
+    public var cipher: String?
+    public init(version: String, cipher: String? = nil) {
+        self.version = version
+        self.cipher = cipher
+    }
+}
+
+/// An AUTH exchange the session collected: the mechanism and each base64
+/// response of the client, in order. Holds secrets: never log it.
+public struct SMTPAuthExchange: Hashable, Sendable, CustomStringConvertible {
+    public var mechanism: String
+    public var responses: [String]
+    public var description: String { "AUTH \(mechanism) (\(responses.count) responses, redacted)" }
+}
+
+/// The server side of one SMTP connection, without I/O.
+///
+/// It owns the framer, so every decision about the byte stream (what is a
+/// command, what is content, what arrived too early) is made here; the NIO
+/// handler performs the returned actions and reports their results back.
+/// - SeeAlso: RFC 5321 §4.1, §4.3.2 (command sequencing)
+public struct SMTPServerSession: Sendable {
+    public struct Configuration: Sendable {
+        public var hostname: String
+        public var limits: SMTPServerLimits
+        /// STARTTLS is offered (a certificate is configured and the connection is plaintext).
+        public var startTLSAvailable = false
+        /// The connection began with TLS (RFC 8314 implicit TLS).
+        public var implicitTLS: SMTPTLSInfo?
+        /// Mechanisms offered once TLS is up, or on plaintext when `allowPlaintextAuth`.
+        public var authMechanisms: [String] = []
+        public var allowPlaintextAuth = false
+        /// MAIL before STARTTLS is refused (`require_tls`).
+        public var requireTLS = false
+        /// MAIL before AUTH is refused with this reply (Microsoft's submission endpoint behaviour).
+        public var requireAuthentication: SMTPReply?
+        /// Text after the host name in the greeting.
+        public var greetingText = "ESMTP"
+        /// A refusal instead of the greeting (e.g. no client rule matched): `554` and nothing but QUIT.
+        public var refusal: SMTPReply?
+        /// The client's address, shown in the EHLO reply.
+        public var clientAddress: String = ""
+
+        public init(hostname: String, limits: SMTPServerLimits = SMTPServerLimits()) {
+            self.hostname = hostname
+            self.limits = limits
+        }
+    }
+
+    /// What to do after sending replies.
+    public enum After: Hashable, Sendable {
+        case `continue`
+        case close
+        /// Install TLS; report `tlsEstablished` when the handshake completes.
+        case startTLS
+    }
+
+    public enum Action: Hashable, Sendable {
+        case reply([SMTPReply], then: After)
+        /// Open a message for content; report `messageOpened(succeeded:)`.
+        case openMessage(SMTPSessionEnvelope)
+        /// Append content to the open message.
+        case writeContent(ByteBuffer)
+        /// Make the message durable; report `messageCommitted(reply:)`.
+        case commitMessage(SMTPSessionEnvelope)
+        /// Discard the open message, then send the replies.
+        case discardMessage([SMTPReply], then: After)
+        /// Check credentials; report `authenticationCompleted(identity:reply:)`.
+        case verifyCredentials(SMTPAuthExchange)
+
+        static func reply(_ reply: SMTPReply, then: After = .continue) -> Action { .reply([reply], then: then) }
+    }
+
+    private enum Phase: Hashable, Sendable {
+        case start
+        case refused
+        case command
+        case awaitingOpen(data: Bool)
+        case data
+        case bdatChunk(last: Bool)
+        case awaitingCommit
+        case authResponse(mechanism: String, responses: [String], expected: Int)
+        case awaitingAuth
+        case awaitingTLS
+        case closed
+    }
+
+    private struct Transaction: Hashable, Sendable {
+        var sender: SMTPReversePath
+        var parameters: SMTPMailParameters
+        var recipients: [SMTPMailbox] = []
+        var messageOpen = false
+        var usingBDAT = false
+        var contentSize = 0
+        /// Once set, content is dropped and this is the reply at the end of the message.
+        var failure: SMTPReply?
+    }
+
+    public let configuration: Configuration
+    private var framer: SMTPFramer
+    private var phase = Phase.start
+    private var heloName: String?
+    private var extended = false
+    private var tls: SMTPTLSInfo?
+    private var authenticatedAs: String?
+    private var transaction: Transaction?
+    private var errorCount = 0
+    private var closeAfterMessage = false
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+        self.framer = SMTPFramer(limits: configuration.limits)
+        self.tls = configuration.implicitTLS
+    }
+
+    public var isTLSActive: Bool { tls != nil }
+    public var authenticatedIdentity: String? { authenticatedAs }
+    /// Idle between commands, with no message in progress: safe to close with `421`.
+    public var isIdle: Bool {
+        switch phase {
+        case .start, .refused, .command, .authResponse: transaction?.messageOpen != true
+        default: false
+        }
+    }
+
+    // MARK: Events
+
+    /// The connection is up: the greeting.
+    public mutating func start() -> Action {
+        if let refusal = configuration.refusal {
+            phase = .refused
+            return .reply(refusal)
+        }
+        phase = .command
+        return .reply(SMTPReply(220, nil, "\(configuration.hostname) \(configuration.greetingText)"))
+    }
+
+    /// Consumes input until there is something to do; nil when more input is needed
+    /// or the session waits for the result of an earlier action.
+    public mutating func consume(_ input: inout ByteBuffer) -> Action? {
+        while canRead, let frame = framer.next(&input) {
+            if let action = handle(frame, input: &input) { return action }
+        }
+        return nil
+    }
+
+    private var canRead: Bool {
+        switch phase {
+        case .command, .refused, .data, .bdatChunk, .authResponse: true
+        case .start, .awaitingOpen, .awaitingCommit, .awaitingAuth, .awaitingTLS, .closed: false
+        }
+    }
+
+    public mutating func messageOpened(succeeded: Bool) -> Action? {
+        guard case .awaitingOpen(let isData) = phase, transaction != nil else { return nil }
+        if succeeded {
+            transaction!.messageOpen = true
+            if isData {
+                phase = .data
+                framer.setMode(.data)
+                return .reply(.startMailInput)
+            }
+            phase = .bdatChunk(last: pendingBDATLast)
+            framer.setMode(.bdat(remaining: pendingBDATSize))
+            return nil
+        }
+        let failure = SMTPReply(451, .init(4, 3, 0), "Temporary failure storing the message, try again later")
+        if isData {
+            transaction = nil
+            phase = .command
+            return .reply(failure)
+        }
+        // The chunk's octets still have to be read; they are dropped.
+        transaction!.failure = failure
+        phase = .bdatChunk(last: pendingBDATLast)
+        framer.setMode(.bdat(remaining: pendingBDATSize))
+        return nil
+    }
+
+    private var pendingBDATSize = 0
+    private var pendingBDATLast = false
+
+    /// Writing content failed (disk full, I/O error): the message will be refused with `451`.
+    public mutating func contentWriteFailed() {
+        guard var current = transaction, current.failure == nil else { return }
+        current.failure = SMTPReply(451, .init(4, 3, 0), "Temporary failure storing the message, try again later")
+        transaction = current
+    }
+
+    /// The storage answered: `250 ... queued as` or a failure.
+    public mutating func messageCommitted(reply: SMTPReply) -> Action? {
+        guard case .awaitingCommit = phase else { return nil }
+        transaction = nil
+        phase = .command
+        if closeAfterMessage {
+            phase = .closed
+            return .reply([reply, .shuttingDown], then: .close)
+        }
+        return .reply(reply)
+    }
+
+    public mutating func authenticationCompleted(identity: String?, reply: SMTPReply) -> Action? {
+        guard case .awaitingAuth = phase else { return nil }
+        phase = .command
+        framer.setMode(.command)
+        if let identity {
+            authenticatedAs = identity
+        } else {
+            countError()
+            if errorCount >= configuration.limits.maxErrors { return closeForErrors(after: reply) }
+        }
+        return .reply(reply)
+    }
+
+    /// The TLS handshake finished: everything learnt before it is forgotten (RFC 3207 §4.2).
+    public mutating func tlsEstablished(_ info: SMTPTLSInfo) {
+        guard case .awaitingTLS = phase else { return }
+        tls = info
+        heloName = nil
+        extended = false
+        authenticatedAs = nil
+        transaction = nil
+        phase = .command
+        framer.setMode(.command)
+    }
+
+    /// Idle or command timeout.
+    public mutating func timedOut() -> Action {
+        let wasOpen = transaction?.messageOpen == true
+        phase = .closed
+        transaction = nil
+        return wasOpen ? .discardMessage([.idleTimeout], then: .close) : .reply(.idleTimeout, then: .close)
+    }
+
+    /// The server is stopping: idle sessions get `421` now, a message in flight finishes first.
+    public mutating func shutdownRequested() -> Action? {
+        switch phase {
+        case .command, .refused, .start, .authResponse:
+            if transaction?.messageOpen == true {
+                // Between BDAT chunks: let the client finish the message.
+                closeAfterMessage = true
+                return nil
+            }
+            phase = .closed
+            return .reply(.shuttingDown, then: .close)
+        case .closed:
+            return nil
+        default:
+            closeAfterMessage = true
+            return nil
+        }
+    }
+
+    // MARK: Frames
+
+    private mutating func handle(_ frame: SMTPFrame, input: inout ByteBuffer) -> Action? {
+        switch frame {
+        case .line(let line):
+            if case .authResponse = phase { return authResponse(line) }
+            return command(line, input: &input)
+        case .badLine(let problem):
+            if case .authResponse = phase {
+                phase = .command
+                framer.setMode(.command)
+            }
+            let reply: SMTPReply = switch problem {
+            case .tooLong: .lineTooLong
+            case .bareLineFeed, .bareCarriageReturn: SMTPReply(500, .init(5, 5, 2), "Bare LF or CR is not allowed; lines end with CRLF")
+            case .nul: SMTPReply(500, .init(5, 5, 2), "NUL characters are not allowed")
+            }
+            return errorReply(reply)
+        case .content(let chunk):
+            guard transaction != nil else { return nil }
+            transaction!.contentSize += chunk.readableBytes
+            if transaction!.failure == nil, transaction!.contentSize > configuration.limits.maxMessageSize {
+                transaction!.failure = SMTPReply(552, .init(5, 3, 4), "Message size exceeds fixed maximum message size")
+            }
+            return transaction!.failure == nil ? .writeContent(chunk) : nil
+        case .dataEnd(let violations):
+            return endOfMessage(violations: violations)
+        case .chunkEnd:
+            guard case .bdatChunk(let last) = phase else { return nil }
+            if last {
+                return endOfMessage(violations: framer.finishBDATMessage())
+            }
+            phase = .command
+            guard let transaction else {
+                // BDAT without a transaction: its octets were read and dropped.
+                return errorReply(.badSequence)
+            }
+            if let failure = transaction.failure { return .reply(failure) }
+            return .reply(SMTPReply(250, .init(2, 0, 0), "\(pendingBDATSize) octets received"))
+        }
+    }
+
+    private mutating func endOfMessage(violations: SMTPContentViolations) -> Action {
+        phase = .command
+        guard var transaction else { return errorReply(.badSequence) }
+        let after: After = closeAfterMessage ? .close : .continue
+        var replies: [SMTPReply] = []
+        if let failure = transaction.failure {
+            replies.append(failure)
+        } else if violations.contains(.bareLineFeed) || violations.contains(.bareCarriageReturn) {
+            replies.append(SMTPReply(550, .init(5, 6, 11), "Message refused: bare LF or CR in content; lines must end with CRLF"))
+        } else if violations.contains(.nul) {
+            replies.append(SMTPReply(554, .init(5, 6, 0), "Message refused: NUL characters in content"))
+        } else if violations.contains(.lineTooLong) {
+            replies.append(SMTPReply(554, .init(5, 6, 0), "Message refused: a line is longer than \(configuration.limits.maxTextLineLength) octets"))
+        } else {
+            phase = .awaitingCommit
+            transaction.messageOpen = false
+            self.transaction = transaction
+            return .commitMessage(envelope(transaction))
+        }
+        self.transaction = nil
+        if closeAfterMessage {
+            phase = .closed
+            replies.append(.shuttingDown)
+        }
+        return transaction.messageOpen ? .discardMessage(replies, then: after) : .reply(replies, then: after)
+    }
+
+    private func envelope(_ transaction: Transaction) -> SMTPSessionEnvelope {
+        SMTPSessionEnvelope(
+            sender: transaction.sender, recipients: transaction.recipients, parameters: transaction.parameters,
+            heloName: heloName ?? "", extended: extended, tls: tls, authenticatedAs: authenticatedAs)
+    }
+
+    // MARK: Commands
+
+    private var authOffered: Bool {
+        !configuration.authMechanisms.isEmpty && (tls != nil || configuration.allowPlaintextAuth)
+    }
+
+    private mutating func command(_ line: ByteBuffer, input: inout ByteBuffer) -> Action? {
+        let command: SMTPCommand
+        do {
+            command = try SMTPCommand.parse(line)
+        } catch {
+            if phase == .refused { return refusedCommand(nil) }
+            return errorReply(error.reply)
+        }
+        if phase == .refused { return refusedCommand(command) }
+
+        switch command {
+        case .ehlo(let name), .helo(let name):
+            heloName = name
+            if case .ehlo = command { extended = true } else { extended = false }
+            let discard = transaction?.messageOpen == true
+            transaction = nil
+            let reply = extended ? ehloReply(name) : SMTPReply(250, nil, "\(configuration.hostname) Hello \(name)")
+            return discard ? .discardMessage([reply], then: .continue) : .reply(reply)
+
+        case .mail(let sender, let parameters):
+            guard heloName != nil else { return errorReply(SMTPReply(503, .init(5, 5, 1), "Send HELO or EHLO first")) }
+            guard transaction == nil else { return errorReply(SMTPReply(503, .init(5, 5, 1), "Nested MAIL command")) }
+            if configuration.requireTLS && tls == nil {
+                return errorReply(SMTPReply(530, .init(5, 7, 0), "Must issue a STARTTLS command first"))
+            }
+            if let required = configuration.requireAuthentication, authenticatedAs == nil {
+                return errorReply(required)
+            }
+            if let size = parameters.size, size > configuration.limits.maxMessageSize {
+                return .reply(SMTPReply(552, .init(5, 3, 4), "Message size exceeds fixed maximum message size"))
+            }
+            if (parameters.smtpUTF8 || parameters.body8Bit) && !extended {
+                return errorReply(SMTPReply(555, .init(5, 5, 4), "Parameters require EHLO"))
+            }
+            if sender.mailbox?.requiresUTF8 == true && !parameters.smtpUTF8 {
+                return errorReply(SMTPReply(553, .init(5, 6, 7), "Non-ASCII address requires SMTPUTF8"))
+            }
+            transaction = Transaction(sender: sender, parameters: parameters)
+            return .reply(SMTPReply(250, .init(2, 1, 0), "Sender ok"))
+
+        case .rcpt(let recipient):
+            guard transaction != nil, !transaction!.messageOpen else {
+                return errorReply(SMTPReply(503, .init(5, 5, 1), "Need MAIL command first"))
+            }
+            if recipient.requiresUTF8 && !transaction!.parameters.smtpUTF8 {
+                return errorReply(SMTPReply(553, .init(5, 6, 7), "Non-ASCII address requires SMTPUTF8"))
+            }
+            if transaction!.recipients.contains(recipient) {
+                return .reply(SMTPReply(250, .init(2, 1, 5), "Recipient ok"))
+            }
+            guard transaction!.recipients.count < configuration.limits.maxRecipients else {
+                // RFC 5321 §4.5.3.1.10: 452 for too many recipients, so the client sends the rest later.
+                return .reply(SMTPReply(452, .init(4, 5, 3), "Too many recipients"))
+            }
+            transaction!.recipients.append(recipient)
+            return .reply(SMTPReply(250, .init(2, 1, 5), "Recipient ok"))
+
+        case .data:
+            guard let transaction, !transaction.usingBDAT else {
+                return errorReply(SMTPReply(503, .init(5, 5, 1), "Need MAIL command first"))
+            }
+            guard !transaction.recipients.isEmpty else {
+                return errorReply(SMTPReply(554, .init(5, 5, 1), "No valid recipients"))
+            }
+            if input.readableBytes > 0 {
+                // RFC 2920 §3.1: DATA ends a pipelined group; octets before the 354 are not content.
+                input.moveReaderIndex(forwardBy: input.readableBytes)
+                self.transaction = nil
+                phase = .closed
+                return .reply(SMTPReply(554, .init(5, 5, 0), "Improper pipelining: message data sent before the 354 reply"), then: .close)
+            }
+            phase = .awaitingOpen(data: true)
+            return .openMessage(envelope(transaction))
+
+        case .bdat(let size, let last):
+            pendingBDATSize = size
+            pendingBDATLast = last
+            guard var transaction, !transaction.recipients.isEmpty else {
+                // The octets follow the command whatever the reply: read and drop them.
+                framer.setMode(.bdat(remaining: size))
+                phase = .bdatChunk(last: false)
+                self.transaction = nil
+                return nil
+            }
+            transaction.usingBDAT = true
+            if transaction.contentSize + size > configuration.limits.maxMessageSize, transaction.failure == nil {
+                transaction.failure = SMTPReply(552, .init(5, 3, 4), "Message size exceeds fixed maximum message size")
+            }
+            self.transaction = transaction
+            if !transaction.messageOpen && transaction.failure == nil {
+                phase = .awaitingOpen(data: false)
+                return .openMessage(envelope(transaction))
+            }
+            framer.setMode(.bdat(remaining: size))
+            phase = .bdatChunk(last: last)
+            return nil
+
+        case .rset:
+            let wasOpen = transaction?.messageOpen == true
+            transaction = nil
+            framer.finishBDATMessage()
+            let reply = SMTPReply.ok()
+            return wasOpen ? .discardMessage([reply], then: .continue) : .reply(reply)
+
+        case .noop:
+            return .reply(.ok())
+        case .quit:
+            let wasOpen = transaction?.messageOpen == true
+            transaction = nil
+            phase = .closed
+            return wasOpen ? .discardMessage([.closing], then: .close) : .reply(.closing, then: .close)
+        case .vrfy:
+            return .reply(SMTPReply(252, .init(2, 5, 0), "Cannot VRFY user, but will accept message and attempt delivery"))
+        case .expn:
+            return errorReply(SMTPReply(502, .init(5, 5, 1), "EXPN is not supported"))
+        case .help:
+            return .reply(SMTPReply(214, .init(2, 0, 0), "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH"))
+
+        case .startTLS:
+            guard configuration.startTLSAvailable, tls == nil else {
+                if tls != nil { return errorReply(SMTPReply(503, .init(5, 5, 1), "TLS already active")) }
+                return errorReply(SMTPReply(502, .init(5, 5, 1), "STARTTLS is not available"))
+            }
+            guard transaction == nil else { return errorReply(SMTPReply(503, .init(5, 5, 1), "STARTTLS is not allowed during a mail transaction")) }
+            // RFC 3207 §4.2 and CVE-2011-0411: anything pipelined behind STARTTLS was
+            // sent in plaintext and must not be read as if it came over TLS.
+            input.moveReaderIndex(forwardBy: input.readableBytes)
+            phase = .awaitingTLS
+            return .reply(SMTPReply(220, .init(2, 0, 0), "Ready to start TLS"), then: .startTLS)
+
+        case .auth(let mechanism, let initialResponse):
+            guard authOffered, configuration.authMechanisms.contains(mechanism) else {
+                return errorReply(SMTPReply(504, .init(5, 7, 4), "Unrecognized authentication type"))
+            }
+            guard authenticatedAs == nil else { return errorReply(SMTPReply(503, .init(5, 5, 1), "Already authenticated")) }
+            guard transaction == nil else { return errorReply(SMTPReply(503, .init(5, 5, 1), "AUTH is not allowed during a mail transaction")) }
+            let expected = mechanism == "LOGIN" ? 2 : 1
+            var responses: [String] = []
+            if let initialResponse {
+                // RFC 4954 §4: "=" stands for an empty initial response.
+                responses.append(initialResponse == "=" ? "" : initialResponse)
+            }
+            if responses.count >= expected {
+                phase = .awaitingAuth
+                return .verifyCredentials(SMTPAuthExchange(mechanism: mechanism, responses: responses))
+            }
+            phase = .authResponse(mechanism: mechanism, responses: responses, expected: expected)
+            framer.setMode(.authResponse)
+            return .reply(SMTPReply(334, nil, Self.authPrompt(mechanism: mechanism, step: responses.count)))
+        }
+    }
+
+    private static func authPrompt(mechanism: String, step: Int) -> String {
+        guard mechanism == "LOGIN" else { return "" }
+        return step == 0 ? "VXNlcm5hbWU6" : "UGFzc3dvcmQ6"  // "Username:", "Password:"
+    }
+
+    private mutating func authResponse(_ line: ByteBuffer) -> Action? {
+        guard case .authResponse(let mechanism, var responses, let expected) = phase else { return nil }
+        let text = String(buffer: line)
+        if text == "*" {
+            phase = .command
+            framer.setMode(.command)
+            return errorReply(SMTPReply(501, .init(5, 7, 0), "Authentication cancelled"))
+        }
+        responses.append(text)
+        if responses.count < expected {
+            phase = .authResponse(mechanism: mechanism, responses: responses, expected: expected)
+            return .reply(SMTPReply(334, nil, Self.authPrompt(mechanism: mechanism, step: responses.count)))
+        }
+        phase = .awaitingAuth
+        return .verifyCredentials(SMTPAuthExchange(mechanism: mechanism, responses: responses))
+    }
+
+    private func ehloReply(_ name: String) -> SMTPReply {
+        let greeting = configuration.clientAddress.isEmpty
+            ? "\(configuration.hostname) Hello \(name)"
+            : "\(configuration.hostname) Hello \(name) [\(configuration.clientAddress)]"
+        var lines = [greeting, "SIZE \(configuration.limits.maxMessageSize)", "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING"]
+        if configuration.startTLSAvailable && tls == nil { lines.append("STARTTLS") }
+        if authOffered { lines.append("AUTH " + configuration.authMechanisms.joined(separator: " ")) }
+        return SMTPReply(250, nil, lines)
+    }
+
+    private mutating func refusedCommand(_ command: SMTPCommand?) -> Action {
+        // RFC 5321 §3.1: after a 554 greeting, answer 503 to everything but QUIT.
+        if command == .quit {
+            phase = .closed
+            return .reply(.closing, then: .close)
+        }
+        return errorReply(SMTPReply(503, .init(5, 7, 1), "Access denied; only QUIT is accepted"))
+    }
+
+    private mutating func countError() { errorCount += 1 }
+
+    private mutating func errorReply(_ reply: SMTPReply) -> Action {
+        countError()
+        if errorCount >= configuration.limits.maxErrors { return closeForErrors(after: reply) }
+        return .reply(reply)
+    }
+
+    private mutating func closeForErrors(after reply: SMTPReply) -> Action {
+        let wasOpen = transaction?.messageOpen == true
+        transaction = nil
+        phase = .closed
+        return wasOpen ? .discardMessage([reply, .tooManyErrors], then: .close) : .reply([reply, .tooManyErrors], then: .close)
+    }
+}
