@@ -102,6 +102,8 @@ let package = Package(
                 "RelayServer", "RelayCore", "M365Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
         // Shipped test helpers: transcript harness, certificates, peers.

@@ -36,9 +36,13 @@ public protocol SMTPServerDelegate: Sendable {
     func openMessage(envelope: SMTPSessionEnvelope, connection: SMTPConnectionInfo) throws -> any SMTPMessageSink
     /// Checks an AUTH exchange; returns the identity on success and the reply to send.
     func verifyCredentials(_ exchange: SMTPAuthExchange, connection: SMTPConnectionInfo) async -> (identity: String?, reply: SMTPReply)
+    /// The connection is gone (for per-identity connection counts).
+    func connectionClosed(_ connection: SMTPConnectionInfo)
 }
 
 extension SMTPServerDelegate {
+    public func connectionClosed(_ connection: SMTPConnectionInfo) {}
+
     public func verifyCredentials(_ exchange: SMTPAuthExchange, connection: SMTPConnectionInfo) async -> (identity: String?, reply: SMTPReply) {
         (nil, SMTPReply(535, .init(5, 7, 8), "Authentication credentials invalid"))
     }

@@ -64,6 +64,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
     public func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         discardMessage()
+        delegate.connectionClosed(connection)
         context.fireChannelInactive()
     }
 

@@ -1,0 +1,182 @@
+import Foundation
+import Logging
+import M365Delivery
+import M365Sandbox
+import NIOCore
+import NIOPosix
+import NIOSSL
+import RelayCore
+import RelayStorage
+import SMTPCore
+import SMTPNIO
+import ServiceLifecycle
+
+/// The composition root: configuration in, running services out.
+///
+/// `start` does everything that can fail for reasons the administrator must
+/// fix (storage, certificates, secrets, ports) before anything runs, so that
+/// such failures exit with code 3 and a reason; `run` then serves until
+/// SIGTERM or SIGINT and shuts down in order: ingress first (idle sessions
+/// get `421`, messages in flight finish), then delivery, then the sandbox.
+public final class RelayApplication: Sendable {
+    public let configuration: RelayConfiguration
+    /// Where the SMTP listeners are bound (port 0 in the configuration becomes a real port).
+    public let smtpAddresses: [SocketAddress]
+    /// The embedded Microsoft 365 simulator, when a route has mode `sandbox`.
+    public let sandbox: M365Sandbox?
+    public let store: SQLiteQueueStore
+    public let delivery: RelayDeliveryService
+    private let services: [any Service]
+    private let logger: Logger
+
+    private init(configuration: RelayConfiguration, smtpAddresses: [SocketAddress], sandbox: M365Sandbox?, store: SQLiteQueueStore,
+                 delivery: RelayDeliveryService, services: [any Service], logger: Logger) {
+        self.configuration = configuration
+        self.smtpAddresses = smtpAddresses
+        self.sandbox = sandbox
+        self.store = store
+        self.delivery = delivery
+        self.services = services
+        self.logger = logger
+    }
+
+    public static func start(
+        configuration: RelayConfiguration, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws(RelayStartupError) -> RelayApplication {
+        // Storage first: nothing may be accepted that cannot be kept.
+        let store: SQLiteQueueStore
+        let dataDirectory: String
+        switch configuration.storage.location {
+        case .sqlite(let path):
+            dataDirectory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+            do {
+                try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+                store = try SQLiteQueueStore(path: path, logger: logger)
+            } catch {
+                throw RelayStartupError("storage \(path) is not usable: \(error)")
+            }
+        case .postgres:
+            throw RelayStartupError("storage: PostgreSQL is not available in this version; use sqlite:PATH")
+        }
+
+        var sandbox: (M365Sandbox, port: Int, token: String)?
+        func embeddedSandbox() throws -> (M365Sandbox, port: Int, token: String) {
+            if let sandbox { return sandbox }
+            var sandboxConfiguration = M365SandboxConfiguration(dataDirectory: (dataDirectory as NSString).appendingPathComponent("sandbox"))
+            // The relay and its embedded sandbox share a token nobody else knows.
+            let token = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 36) }.joined()
+            sandboxConfiguration.anyMailboxToken = token
+            var sandboxLogger = logger
+            sandboxLogger[metadataKey: "component"] = "sandbox"
+            let instance = try M365Sandbox(configuration: sandboxConfiguration, smtp: ("127.0.0.1", 0), group: group, logger: sandboxLogger)
+            sandbox = (instance, 0, token)
+            return sandbox!
+        }
+        // Build transports; the sandbox, when used, must be listening before delivery starts.
+        let transports: [String: any RelayTransport]
+        do {
+            if configuration.routes.contains(where: { $0.mode == .sandbox }) {
+                let (instance, _, token) = try embeddedSandbox()
+                let port = try await instance.start()
+                sandbox = (instance, port, token)
+            }
+            transports = try RelayRouteTransports.make(configuration: configuration, sandbox: { try embeddedSandbox() }, group: group, logger: logger)
+        } catch let error as RelayStartupError {
+            store.close()
+            throw error
+        } catch {
+            store.close()
+            throw RelayStartupError("sandbox: \(error)")
+        }
+
+        let owner = "\(configuration.server.hostname)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: .min ... .max))"
+        let settings = RelayDeliveryService.Settings(
+            hostname: configuration.server.hostname,
+            schedule: RelayRetrySchedule(delays: configuration.delivery.retry, maxAge: configuration.delivery.maxAge),
+            bounces: configuration.delivery.bounces, operatorAddress: configuration.delivery.operatorAddress,
+            concurrency: configuration.delivery.concurrency)
+        var deliveryLogger = logger
+        deliveryLogger[metadataKey: "component"] = "delivery"
+        let delivery = RelayDeliveryService(store: store, transports: transports, settings: settings, owner: owner, logger: deliveryLogger)
+
+        // Listeners last: once bound, clients may send.
+        var ingressLogger = logger
+        ingressLogger[metadataKey: "component"] = "smtp"
+        var servers: [SMTPServer] = []
+        var addresses: [SocketAddress] = []
+        do {
+            let tlsContext = try makeServerTLSContext(configuration.server.tls)
+            for listener in configuration.server.listeners {
+                let security: SMTPListener.Security
+                switch listener.tls {
+                case .none: security = .plaintext
+                case .starttls:
+                    guard let tlsContext else { throw RelayStartupError("listener \(listener.address): starttls needs server.tls") }
+                    security = .startTLS(tlsContext)
+                case .implicit:
+                    guard let tlsContext else { throw RelayStartupError("listener \(listener.address): implicit TLS needs server.tls") }
+                    security = .implicitTLS(tlsContext)
+                }
+                let ingress = RelayIngress(
+                    configuration: configuration, listener: listener, store: store, logger: ingressLogger,
+                    wakeDelivery: { [delivery] in delivery.wake() })
+                var limits = SMTPConnectionLimits()
+                limits.maxConnections = configuration.server.limits.maxConnections
+                limits.maxConnectionsPerAddress = configuration.server.limits.maxConnectionsPerIP
+                var timeouts = SMTPServerHandler.Timeouts()
+                timeouts.command = .milliseconds(Int64(configuration.server.limits.commandTimeout * 1000))
+                timeouts.data = .milliseconds(Int64(configuration.server.limits.dataTimeout * 1000))
+                let server = SMTPServer(
+                    listeners: [SMTPListener(host: listener.address.host, port: listener.address.port, security: security)],
+                    delegate: ingress, group: group, timeouts: timeouts, limits: limits, logger: ingressLogger)
+                do {
+                    addresses += try await server.start()
+                } catch {
+                    throw RelayStartupError("cannot listen on \(listener.address): \(error)")
+                }
+                servers.append(server)
+            }
+        } catch {
+            for server in servers { await server.shutdown(gracePeriod: .zero) }
+            if let sandbox { await sandbox.0.shutdown() }
+            store.close()
+            throw (error as? RelayStartupError) ?? RelayStartupError("\(error)")
+        }
+
+        // Reverse order of shutdown: ingress stops first, the sandbox last.
+        var services: [any Service] = []
+        if let sandbox { services.append(sandbox.0) }
+        services.append(delivery)
+        services += servers.map { SMTPIngressService(server: $0) }
+        return RelayApplication(
+            configuration: configuration, smtpAddresses: addresses, sandbox: sandbox?.0, store: store,
+            delivery: delivery, services: services, logger: logger)
+    }
+
+    /// Serves until SIGTERM or SIGINT (or `cancel` of the calling task), then shuts down in order.
+    public func run(handleSignals: Bool = true) async throws {
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0) },
+            gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
+            logger: logger))
+        try await group.run()
+        store.close()
+        logger.info("m365-relay stopped")
+    }
+
+    private static func makeServerTLSContext(_ tls: RelayConfiguration.TLS?) throws -> NIOSSLContext? {
+        guard let tls else { return nil }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificateFile)
+            let keyPEM = try RelaySecrets.read(tls.privateKey)
+            let key = try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)
+            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+            configuration.minimumTLSVersion = tls.minimumVersion == .v1_3 ? .tlsv13 : .tlsv12
+            return try NIOSSLContext(configuration: configuration)
+        } catch let error as RelayStartupError {
+            throw error
+        } catch {
+            throw RelayStartupError("server.tls: cannot load certificate \(tls.certificateFile) or its key: \(error)")
+        }
+    }
+}

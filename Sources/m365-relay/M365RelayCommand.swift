@@ -1,0 +1,176 @@
+import ArgumentParser
+import Foundation
+import Logging
+import M365Sandbox
+import NIOPosix
+import RelayCore
+import RelayServer
+import ServiceLifecycle
+
+/// The `m365-relay` command line: argument parsing only; the work is in RelayServer.
+@main
+struct M365RelayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "m365-relay",
+        abstract: "An SMTP relay that delivers mail through Microsoft 365.",
+        subcommands: [Serve.self, CheckConfig.self, Sandbox.self])
+
+    /// Exit codes of PRODUCT.md: 0 success, 1 a check failed, 2 usage error, 3 could not start.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as RelayStartupError {
+            FileHandle.standardError.write(Data("m365-relay: could not start: \(error)\n".utf8))
+            Foundation.exit(3)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+struct LoggingOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func makeLogger(label: String) -> Logger {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: label)
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the relay. Without --config: the built-in sandbox setup on 127.0.0.1:2525.")
+
+    @Option(name: .shortAndLong, help: "Configuration file (YAML).")
+    var config: String?
+
+    @Option(help: "Data directory of the built-in sandbox setup (ignored with --config).")
+    var dataDirectory: String = "m365-relay-data"
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = logging.makeLogger(label: "m365-relay")
+        let configuration: RelayConfiguration
+        if let config {
+            do {
+                configuration = try RelayConfiguration.load(path: config)
+            } catch {
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        } else {
+            configuration = RelayConfiguration.builtInSandbox(dataDirectory: dataDirectory)
+        }
+        for warning in configuration.warnings {
+            logger.warning("\(warning)")
+        }
+        let application = try await RelayApplication.start(configuration: configuration, logger: logger)
+        let listening = application.smtpAddresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ", ")
+        if config == nil {
+            let data = (dataDirectory as NSString).expandingTildeInPath
+            logger.notice("""
+                Built-in sandbox setup: mail sent to \(listening) is delivered to the Microsoft 365 sandbox, not to Microsoft. \
+                Queue: \(data)/relay.sqlite. What the sandbox received: \(data)/sandbox/messages/. \
+                Pass --config FILE to relay through a real tenant.
+                """)
+        } else {
+            logger.notice("m365-relay started", metadata: ["smtp": "\(listening)"])
+        }
+        try await application.run()
+    }
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate a configuration file and print the effective configuration, secrets redacted.")
+
+    @Option(name: .shortAndLong, help: "Configuration file (YAML).")
+    var config: String
+
+    func run() throws {
+        do {
+            let configuration = try RelayConfiguration.load(path: config)
+            print(configuration.renderRedacted(), terminator: "")
+            for warning in configuration.warnings {
+                FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+            }
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Sandbox: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the Microsoft 365 simulator alone (SMTP submission endpoint with STARTTLS and AUTH).")
+
+    @Option(help: "Address of the SMTP submission endpoint.")
+    var smtp: String = "127.0.0.1:2587"
+
+    @Option(help: "Where received messages and the sandbox CA are kept.")
+    var dataDirectory: String = "m365-relay-data/sandbox"
+
+    @Option(help: "A mailbox and its OAuth token, as ADDRESS:TOKEN (repeatable).")
+    var mailbox: [String] = []
+
+    @Option(help: "A token accepted for any mailbox (sending only as itself).")
+    var anyMailboxToken: String?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard RelayEndpoint(parsing: smtp) != nil else { throw ValidationError("--smtp must be HOST:PORT, got \(smtp)") }
+        for entry in mailbox where !entry.contains(":") {
+            throw ValidationError("--mailbox must be ADDRESS:TOKEN, got \(entry)")
+        }
+        if mailbox.isEmpty && anyMailboxToken == nil {
+            throw ValidationError("give at least one --mailbox ADDRESS:TOKEN or --any-mailbox-token TOKEN")
+        }
+    }
+
+    func run() async throws {
+        let logger = logging.makeLogger(label: "m365-relay.sandbox")
+        let endpoint = RelayEndpoint(parsing: smtp)!
+        var configuration = M365SandboxConfiguration(dataDirectory: dataDirectory)
+        configuration.anyMailboxToken = anyMailboxToken
+        configuration.mailboxes = mailbox.map { entry in
+            let parts = entry.split(separator: ":", maxSplits: 1)
+            return .init(address: String(parts[0]), tokens: [String(parts[1])])
+        }
+        let sandbox: M365Sandbox
+        let port: Int
+        do {
+            sandbox = try M365Sandbox(configuration: configuration, smtp: (endpoint.host, endpoint.port), group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+            port = try await sandbox.start()
+        } catch {
+            throw RelayStartupError("sandbox: \(error)")
+        }
+        logger.notice("Microsoft 365 sandbox running", metadata: [
+            "smtp": "\(endpoint.host):\(port)", "ca_file": "\(sandbox.caFile)", "messages": "\(sandbox.mailStore.directory)",
+        ])
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: sandbox)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
