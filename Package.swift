@@ -44,6 +44,7 @@ let package = Package(
             name: "RelayCore",
             dependencies: [
                 "SMTPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict),
@@ -115,8 +116,14 @@ let package = Package(
             ],
             swiftSettings: strict),
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore", "RelayTestSupport"], swiftSettings: strict),
-        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "RelayTestSupport"], swiftSettings: strict),
-        .testTarget(name: "RelayStorageTests", dependencies: ["RelayStorage", "RelayTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "RelayCoreTests",
+            dependencies: ["RelayCore", "SMTPCore", "RelayTestSupport", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "RelayStorageTests",
+            dependencies: ["RelayStorage", "RelayTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

@@ -85,14 +85,29 @@ public struct SMTPServerDriver {
     }
 }
 
-/// Every way to cut `bytes` into two or three pieces, plus one byte at a time:
-/// a framer must give the same result for each.
+/// Ways to cut `bytes` into pieces: whole, byte by byte (up to 4 KB), every
+/// two-way split and, for short inputs, every three-way split. Long inputs get
+/// the split points near both ends and an even sample in between, so that the
+/// test stays fast and still crosses every boundary that matters (line ends
+/// and the end-of-data sequence sit near the ends).
 public func everyChunking(of bytes: [UInt8], maxSplits: Int = 2) -> [[[UInt8]]] {
-    var result: [[[UInt8]]] = [[bytes], bytes.map { [$0] }]
-    for i in 1..<max(bytes.count, 1) {
+    var result: [[[UInt8]]] = [[bytes]]
+    if bytes.count <= 4096 { result.append(bytes.map { [$0] }) }
+    let count = bytes.count
+    guard count > 1 else { return result }
+    var points = Set<Int>()
+    if count <= 256 {
+        points = Set(1..<count)
+    } else {
+        for i in 1...64 { points.insert(i); points.insert(count - i) }
+        let stride = max(1, count / 64)
+        for i in Swift.stride(from: 1, to: count, by: stride) { points.insert(i) }
+    }
+    let sorted = points.sorted()
+    for i in sorted {
         result.append([Array(bytes[..<i]), Array(bytes[i...])])
-        if maxSplits >= 2 && bytes.count <= 200 {
-            for j in (i + 1)..<max(bytes.count, i + 1) {
+        if maxSplits >= 2 && count <= 200 {
+            for j in sorted where j > i {
                 result.append([Array(bytes[..<i]), Array(bytes[i..<j]), Array(bytes[j...])])
             }
         }

@@ -11,30 +11,42 @@ private func configuration(_ adjust: (inout SMTPServerSession.Configuration) -> 
     return configuration
 }
 
-/// Runs a transcript fed in one piece, in every two- and three-way split and
-/// byte by byte; asserts every run answers the same and returns that answer.
-private func run(_ input: String, _ adjust: (inout SMTPServerSession.Configuration) -> Void = { _ in }) -> SMTPServerDriver {
-    let bytes = Array(input.utf8)
-    var reference: SMTPServerDriver?
-    for chunks in everyChunking(of: bytes, maxSplits: bytes.count <= 120 ? 2 : 1) {
-        var driver = SMTPServerDriver(configuration: configuration(adjust))
-        for chunk in chunks { driver.feed(chunk) }
-        if let reference {
-            #expect(driver.output == reference.output, "chunking \(chunks.map(\.count)) answered differently")
+/// Runs a transcript as a client would send it: the input is cut into
+/// segments after each DATA (a client waits for the 354 there), and each
+/// segment is fed whole, in every two- and three-way split, and byte by byte.
+/// Asserts every run answers the same and returns the reference run.
+private func run(_ input: String, _ adjust: (inout SMTPServerSession.Configuration) -> Void = { _ in }) async -> SMTPServerDriver {
+    var segments: [[UInt8]] = []
+    var rest = Substring(input)
+    while let range = rest.range(of: "DATA\r\n") {
+        segments.append(Array(rest[..<range.upperBound].utf8))
+        rest = rest[range.upperBound...]
+    }
+    segments.append(Array(rest.utf8))
+
+    var reference = SMTPServerDriver(configuration: configuration(adjust))
+    for segment in segments { reference.feed(segment) }
+    for (index, segment) in segments.enumerated() {
+        for (number, chunks) in everyChunking(of: segment, maxSplits: segment.count <= 80 ? 2 : 1).enumerated() {
+            // Thousands of runs: let the rest of the test process (relays in other suites) breathe.
+            if number % 64 == 0 { await Task.yield() }
+            var driver = SMTPServerDriver(configuration: configuration(adjust))
+            for earlier in segments[..<index] { driver.feed(earlier) }
+            for chunk in chunks { driver.feed(chunk) }
+            for later in segments[(index + 1)...] { driver.feed(later) }
+            #expect(driver.output == reference.output, "segment \(index) cut as \(chunks.map(\.count)) answered differently")
             #expect(driver.committed.map(\.content) == reference.committed.map(\.content))
-        } else {
-            reference = driver
         }
     }
-    return reference!
+    return reference
 }
 
 private let greeting = "220 relay.test ESMTP\r\n"
 
 @Suite("SMTP server session transcripts")
 struct ServerSessionTests {
-    @Test func simpleMessageIsQueued() {
-        let driver = run("EHLO client\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+    @Test func simpleMessageIsQueued() async {
+        let driver = await run("EHLO client\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
         #expect(driver.output == greeting + """
             250-relay.test Hello client\r
             250-SIZE 10000\r
@@ -59,13 +71,8 @@ struct ServerSessionTests {
         #expect(d.closed)
     }
 
-    @Test func wholeSessionInEveryChunking() {
-        let driver = run("""
-            EHLO c\r
-            MAIL FROM:<a@example.com>\r
-            RCPT TO:<b@example.com>\r
-            DATA\r
-            """ + "\r\n")
+    @Test func wholeSessionInEveryChunking() async {
+        let driver = await run("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
         #expect(driver.output.hasSuffix("354 End data with <CR><LF>.<CR><LF>\r\n"))
         // The content part, chunked every way on its own.
         let content = "From: a@example.com\r\n\r\nline\r\n.\r\n"
@@ -76,8 +83,8 @@ struct ServerSessionTests {
         }
     }
 
-    @Test func emptyMessage() {
-        let d = run("HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n.\r\n")
+    @Test func emptyMessage() async {
+        let d = await run("HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n.\r\n")
         #expect(d.committed.map(\.content) == [""])
         #expect(d.committed.first?.envelope.sender == .null)
     }
@@ -92,31 +99,29 @@ struct ServerSessionTests {
         "a\r\n\0.\r\nMAIL FROM:<x@evil.test>\r\n",
         "a\r\n.\0\r\nMAIL FROM:<x@evil.test>\r\n",
     ])
-    func smugglingIsRefused(body: String) {
-        let d = run("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n" + body + "\r\n.\r\n")
+    func smugglingIsRefused(body: String) async {
+        let d = await run("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n" + body + "\r\n.\r\n")
         #expect(d.committed.isEmpty)
         #expect(!d.output.contains("Sender ok\r\n250 2.1.0"), "a smuggled MAIL FROM was taken as a command")
         let last = d.output.split(separator: "\r\n").last.map(String.init) ?? ""
         #expect(last.hasPrefix("550 5.6.11") || last.hasPrefix("554 5.6.0"), "got \(last)")
     }
 
-    @Test func dataBeforeThe354IsNotContent() {
-        let d = run("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: early\r\n.\r\n")
+    @Test func dataBeforeThe354IsNotContent() async {
         // Fed in one piece, the content arrives before the 354: refused and closed.
         var whole = SMTPServerDriver(configuration: configuration())
         whole.feed("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: early\r\n.\r\n")
         #expect(whole.committed.isEmpty)
         #expect(whole.closed)
         #expect(whole.output.contains("554 5.5.0"))
-        _ = d
     }
 
-    @Test func pipelinedCommandsAnswerInOrder() {
+    @Test func pipelinedCommandsAnswerInOrder() async {
         var d = SMTPServerDriver(configuration: configuration())
         d.feed("EHLO c\r\n")
         _ = d.takeOutput()
         d.feed("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nRCPT TO:<bad@@x>\r\nRCPT TO:<c@example.com>\r\nDATA\r\n")
-        #expect(d.takeOutput() == "250 2.1.0 Sender ok\r\n250 2.1.5 Recipient ok\r\n501 5.1.3 Bad recipient address syntax: invalid domain\r\n250 2.1.5 Recipient ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n")
+        #expect(d.takeOutput() == "250 2.1.0 Sender ok\r\n250 2.1.5 Recipient ok\r\n501 5.1.3 Bad recipient address syntax: invalid local part\r\n250 2.1.5 Recipient ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n")
     }
 
     @Test(arguments: [
@@ -135,61 +140,61 @@ struct ServerSessionTests {
         ("AUTH PLAIN", "504 5.7.4"),
         ("EXPN list", "502 5.5.1"),
     ])
-    func malformedOrOutOfOrderCommands(command: String, expected: String) {
-        let d = run("EHLO c\r\n\(command)\r\n")
+    func malformedOrOutOfOrderCommands(command: String, expected: String) async {
+        let d = await run("EHLO c\r\n\(command)\r\n")
         let last = d.output.split(separator: "\r\n").last.map(String.init) ?? ""
         #expect(last.hasPrefix(expected), "\(command) -> \(last)")
         #expect(!d.closed)
     }
 
-    @Test func commandLineLimitAndBareLineFeed() {
+    @Test func commandLineLimitAndBareLineFeed() async {
         let long = "NOOP " + String(repeating: "x", count: 600) + "\r\nNOOP\r\n"
-        let d = run(long)
+        let d = await run(long)
         #expect(d.output == greeting + "500 5.5.6 Line too long\r\n250 2.0.0 Ok\r\n")
-        let bare = run("NOOP\nNOOP\r\nNOOP\r\n")
+        let bare = await run("NOOP\nNOOP\r\nNOOP\r\n")
         #expect(bare.output == greeting + "500 5.5.2 Bare LF or CR is not allowed; lines end with CRLF\r\n250 2.0.0 Ok\r\n")
     }
 
-    @Test func tooManyErrorsCloses() {
-        let d = run(String(repeating: "JUNK\r\n", count: 6))
+    @Test func tooManyErrorsCloses() async {
+        let d = await run(String(repeating: "JUNK\r\n", count: 6))
         #expect(d.closed)
         #expect(d.output.hasSuffix("500 5.5.2 Syntax error, command unrecognized\r\n421 4.7.0 Too many errors, closing connection\r\n"))
     }
 
-    @Test func recipientLimit() {
-        let d = run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<1@x.test>\r\nRCPT TO:<2@x.test>\r\nRCPT TO:<3@x.test>\r\nRCPT TO:<4@x.test>\r\n")
+    @Test func recipientLimit() async {
+        let d = await run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<1@x.test>\r\nRCPT TO:<2@x.test>\r\nRCPT TO:<3@x.test>\r\nRCPT TO:<4@x.test>\r\n")
         #expect(d.output.hasSuffix("452 4.5.3 Too many recipients\r\n"))
     }
 
-    @Test func oversizedDataIsRefusedAtTheEnd() {
+    @Test func oversizedDataIsRefusedAtTheEnd() async {
         let body = String(repeating: "0123456789012345678\r\n", count: 600)
-        let d = run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n" + body + ".\r\nNOOP\r\n")
+        let d = await run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n" + body + ".\r\nNOOP\r\n")
         #expect(d.committed.isEmpty)
         #expect(d.output.hasSuffix("552 5.3.4 Message size exceeds fixed maximum message size\r\n250 2.0.0 Ok\r\n"))
     }
 
-    @Test func longTextLineIsRefused() {
-        let d = run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n" + String(repeating: "x", count: 1001) + "\r\n.\r\n")
+    @Test func longTextLineIsRefused() async {
+        let d = await run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n" + String(repeating: "x", count: 1001) + "\r\n.\r\n")
         #expect(d.committed.isEmpty)
         #expect(d.output.hasSuffix("554 5.6.0 Message refused: a line is longer than 1000 octets\r\n"))
     }
 
-    @Test func chunking() {
-        let d = run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 5\r\nab\r\nBDAT 3 LAST\r\ncd\n")
+    @Test func chunking() async {
+        let d = await run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 4\r\nab\r\nBDAT 3 LAST\r\ncd\n")
         // "cd\n": a bare LF in BDAT content is refused like in DATA.
         #expect(d.committed.isEmpty)
-        #expect(d.output.hasSuffix("250 2.0.0 5 octets received\r\n550 5.6.11 Message refused: bare LF or CR in content; lines must end with CRLF\r\n"))
-        let ok = run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 4\r\nab\r\nBDAT 4 LAST\r\ncd\r\nQUIT\r\n")
+        #expect(d.output.hasSuffix("250 2.0.0 4 octets received\r\n550 5.6.11 Message refused: bare LF or CR in content; lines must end with CRLF\r\n"))
+        let ok = await run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 4\r\nab\r\nBDAT 4 LAST\r\ncd\r\nQUIT\r\n")
         #expect(ok.committed.map(\.content) == ["ab\r\ncd\r\n"])
         #expect(ok.output.hasSuffix("250 2.0.0 4 octets received\r\n250 2.0.0 Ok: queued as Q1\r\n221 2.0.0 Bye\r\n"))
-        let noTransaction = run("EHLO c\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n")
+        let noTransaction = await run("EHLO c\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n")
         #expect(noTransaction.output.hasSuffix("503 5.5.1 Bad sequence of commands\r\n250 2.0.0 Ok\r\n"), "the BDAT octets must be read, not run as commands")
     }
 
-    @Test func startTLSDiscardsPipelinedPlaintextAndResetsState() {
+    @Test func startTLSDiscardsPipelinedPlaintextAndResetsState() async {
         var d = SMTPServerDriver(configuration: configuration { $0.startTLSAvailable = true; $0.authMechanisms = ["PLAIN"] })
         d.feed("EHLO c\r\n")
-        #expect(d.output.contains("250-STARTTLS\r\n"))
+        #expect(d.output.hasSuffix("250 STARTTLS\r\n"))
         #expect(!d.output.contains("AUTH"), "AUTH must not be offered before TLS")
         _ = d.takeOutput()
         d.feed("STARTTLS\r\nMAIL FROM:<injected@x.test>\r\n")
@@ -204,12 +209,12 @@ struct ServerSessionTests {
         #expect(ehlo.contains("250 AUTH PLAIN\r\n"))
     }
 
-    @Test func requireTLSRefusesMail() {
-        let d = run("EHLO c\r\nMAIL FROM:<a@x.test>\r\n") { $0.requireTLS = true; $0.startTLSAvailable = true }
+    @Test func requireTLSRefusesMail() async {
+        let d = await run("EHLO c\r\nMAIL FROM:<a@x.test>\r\n") { $0.requireTLS = true; $0.startTLSAvailable = true }
         #expect(d.output.hasSuffix("530 5.7.0 Must issue a STARTTLS command first\r\n"))
     }
 
-    @Test func authLoginExchange() {
+    @Test func authLoginExchange() async {
         var d = SMTPServerDriver(configuration: configuration {
             $0.authMechanisms = ["LOGIN", "XOAUTH2"]
             $0.allowPlaintextAuth = true
@@ -227,12 +232,12 @@ struct ServerSessionTests {
         #expect(d.session.authenticatedIdentity == "user")
     }
 
-    @Test func refusedClientOnlyGetsQuit() {
-        let d = run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nQUIT\r\n") { $0.refusal = SMTPReply(554, .init(5, 7, 1), "Access denied") }
+    @Test func refusedClientOnlyGetsQuit() async {
+        let d = await run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nQUIT\r\n") { $0.refusal = SMTPReply(554, .init(5, 7, 1), "Access denied") }
         #expect(d.output == "554 5.7.1 Access denied\r\n503 5.7.1 Access denied; only QUIT is accepted\r\n503 5.7.1 Access denied; only QUIT is accepted\r\n221 2.0.0 Bye\r\n")
     }
 
-    @Test func shutdownAnswersIdleSessionsAndLetsDataFinish() {
+    @Test func shutdownAnswersIdleSessionsAndLetsDataFinish() async {
         var idle = SMTPServerDriver(configuration: configuration())
         idle.shutdown()
         #expect(idle.closed)
@@ -250,8 +255,8 @@ struct ServerSessionTests {
         #expect(busy.output.hasSuffix("250 2.0.0 Ok: queued as Q1\r\n421 4.3.2 Service shutting down, closing connection\r\n"))
     }
 
-    @Test func rsetAndHeloResetTheTransaction() {
-        let d = run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRSET\r\nRCPT TO:<b@x.test>\r\nMAIL FROM:<a@x.test>\r\nEHLO c\r\nDATA\r\n")
+    @Test func rsetAndHeloResetTheTransaction() async {
+        let d = await run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRSET\r\nRCPT TO:<b@x.test>\r\nMAIL FROM:<a@x.test>\r\nEHLO c\r\nDATA\r\n")
         let lines = d.output.split(separator: "\r\n").map(String.init)
         #expect(lines.suffix(2) == ["250 CHUNKING", "503 5.5.1 Need MAIL command first"])
         #expect(lines.contains("503 5.5.1 Need MAIL command first"))

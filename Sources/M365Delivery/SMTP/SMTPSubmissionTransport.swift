@@ -49,6 +49,8 @@ public final class SMTPSubmissionTransport: RelayTransport {
         public var heloName: String
         /// The mailbox every message authenticates as; nil: the envelope sender.
         public var mailbox: String?
+        /// The mailbox that sends messages with the null sender (delivery status notifications).
+        public var bounceMailbox: String?
         /// How long an idle connection is kept for reuse.
         public var idleLifetime: TimeInterval = 20
         public var timeouts = SMTPClientConnection.Timeouts()
@@ -96,7 +98,7 @@ public final class SMTPSubmissionTransport: RelayTransport {
     }
 
     public func deliver(_ message: RelayQueuedMessage, recipients: [String], content: any RelayContentReader) async -> RelayTransportOutcome {
-        let identity = settings.mailbox ?? message.envelope.sender
+        let identity = settings.mailbox ?? (message.envelope.sender.isEmpty ? settings.bounceMailbox ?? "" : message.envelope.sender)
         var mailboxes: [SMTPMailbox] = []
         var outcome: [RelayTransportOutcome.Recipient] = []
         for address in recipients {

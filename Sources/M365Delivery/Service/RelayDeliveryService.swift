@@ -21,6 +21,9 @@ public final class RelayDeliveryService: Service, Sendable {
         public var leaseDuration: TimeInterval = 1800
         /// Longest sleep when nothing is due (new mail wakes the loop earlier).
         public var idlePoll: Duration = .seconds(5)
+        /// The `From:` of delivery status notifications, per route: the mailbox
+        /// they are sent as (PRODUCT.md: the route's `mailbox`, else `delivery.operator`).
+        public var bounceSenders: [String: String] = [:]
 
         public init(hostname: String, schedule: RelayRetrySchedule, bounces: RelayConfiguration.BounceTarget, operatorAddress: String?, concurrency: Int) {
             self.hostname = hostname
@@ -201,7 +204,7 @@ public final class RelayDeliveryService: Service, Sendable {
         let arrival = now()
         let id = RelayQueueID.make(millisecondsSinceEpoch: UInt64(arrival.timeIntervalSince1970 * 1000))
         let content = RelayDeliveryStatusNotification.build(
-            reportingHost: settings.hostname, originalSender: to, originalQueueID: message.id, arrivalDate: message.receivedAt,
+            reportingHost: settings.hostname, from: settings.bounceSenders[message.envelope.route], originalSender: to, originalQueueID: message.id, arrivalDate: message.receivedAt,
             now: arrival, failedRecipients: failed.map { ($0.address, $0.lastReply ?? "") }, originalHeaders: headers, dsnID: id)
         var envelope = message.envelope
         envelope.sender = ""

@@ -26,22 +26,26 @@ public final class RelayApplication: Sendable {
     public let sandbox: M365Sandbox?
     public let store: SQLiteQueueStore
     public let delivery: RelayDeliveryService
-    private let services: [any Service]
+    private let serviceGroup: ServiceGroup
     private let logger: Logger
 
     private init(configuration: RelayConfiguration, smtpAddresses: [SocketAddress], sandbox: M365Sandbox?, store: SQLiteQueueStore,
-                 delivery: RelayDeliveryService, services: [any Service], logger: Logger) {
+                 delivery: RelayDeliveryService, serviceGroup: ServiceGroup, logger: Logger) {
         self.configuration = configuration
         self.smtpAddresses = smtpAddresses
         self.sandbox = sandbox
         self.store = store
         self.delivery = delivery
-        self.services = services
+        self.serviceGroup = serviceGroup
         self.logger = logger
     }
 
+    /// The SMTP port of the first listener, for tests and the start message.
+    public var smtpPort: Int { smtpAddresses.first?.port ?? 0 }
+
     public static func start(
-        configuration: RelayConfiguration, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        configuration: RelayConfiguration, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        handleSignals: Bool = true
     ) async throws(RelayStartupError) -> RelayApplication {
         // Storage first: nothing may be accepted that cannot be kept.
         let store: SQLiteQueueStore
@@ -90,11 +94,14 @@ public final class RelayApplication: Sendable {
         }
 
         let owner = "\(configuration.server.hostname)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: .min ... .max))"
-        let settings = RelayDeliveryService.Settings(
+        var settings = RelayDeliveryService.Settings(
             hostname: configuration.server.hostname,
             schedule: RelayRetrySchedule(delays: configuration.delivery.retry, maxAge: configuration.delivery.maxAge),
             bounces: configuration.delivery.bounces, operatorAddress: configuration.delivery.operatorAddress,
             concurrency: configuration.delivery.concurrency)
+        settings.bounceSenders = Dictionary(uniqueKeysWithValues: configuration.routes.map {
+            ($0.name, RelayRouteTransports.bounceSender(for: $0, in: configuration))
+        })
         var deliveryLogger = logger
         deliveryLogger[metadataKey: "component"] = "delivery"
         let delivery = RelayDeliveryService(store: store, transports: transports, settings: settings, owner: owner, logger: deliveryLogger)
@@ -148,20 +155,25 @@ public final class RelayApplication: Sendable {
         if let sandbox { services.append(sandbox.0) }
         services.append(delivery)
         services += servers.map { SMTPIngressService(server: $0) }
-        return RelayApplication(
-            configuration: configuration, smtpAddresses: addresses, sandbox: sandbox?.0, store: store,
-            delivery: delivery, services: services, logger: logger)
-    }
-
-    /// Serves until SIGTERM or SIGINT (or `cancel` of the calling task), then shuts down in order.
-    public func run(handleSignals: Bool = true) async throws {
-        let group = ServiceGroup(configuration: .init(
+        let serviceGroup = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
             logger: logger))
-        try await group.run()
+        return RelayApplication(
+            configuration: configuration, smtpAddresses: addresses, sandbox: sandbox?.0, store: store,
+            delivery: delivery, serviceGroup: serviceGroup, logger: logger)
+    }
+
+    /// Serves until SIGTERM or SIGINT (or `cancel` of the calling task), then shuts down in order.
+    public func run() async throws {
+        try await serviceGroup.run()
         store.close()
         logger.info("m365-relay stopped")
+    }
+
+    /// Starts the same orderly shutdown as SIGTERM.
+    public func shutdown() async {
+        await serviceGroup.triggerGracefulShutdown()
     }
 
     private static func makeServerTLSContext(_ tls: RelayConfiguration.TLS?) throws -> NIOSSLContext? {

@@ -15,6 +15,7 @@ enum RelayRouteTransports {
     ) throws -> [String: any RelayTransport] {
         var transports: [String: any RelayTransport] = [:]
         for route in configuration.routes {
+            let bounceMailbox = bounceSender(for: route, in: configuration)
             var routeLogger = logger
             routeLogger[metadataKey: "route"] = "\(route.name)"
             switch route.mode {
@@ -27,6 +28,7 @@ enum RelayRouteTransports {
                     host: "127.0.0.1", port: port, serverHostname: "localhost", tls: .required, tlsContext: context,
                     heloName: configuration.server.hostname, mailbox: route.mailbox)
                 settings.idleLifetime = 20
+                settings.bounceMailbox = bounceMailbox
                 transports[route.name] = SMTPSubmissionTransport(
                     settings: settings, credentials: StaticCredentialProvider(.xoauth2(token: SASLSecret(token))), group: group, logger: routeLogger)
 
@@ -48,9 +50,10 @@ enum RelayRouteTransports {
                     do { context = try SMTPSubmissionTransport.makeTLSContext(caFile: route.caFile) }
                     catch { throw RelayStartupError("route \(route.name): cannot set up TLS: \(error)") }
                 }
-                let settings = SMTPSubmissionTransport.Settings(
+                var settings = SMTPSubmissionTransport.Settings(
                     host: endpoint.host, port: endpoint.port, tls: tlsPolicy, tlsContext: context,
                     heloName: configuration.server.hostname, mailbox: route.mailbox)
+                settings.bounceMailbox = bounceMailbox
                 transports[route.name] = SMTPSubmissionTransport(settings: settings, credentials: credentials, group: group, logger: routeLogger)
 
             case let mode:
@@ -58,6 +61,13 @@ enum RelayRouteTransports {
             }
         }
         return transports
+    }
+
+    /// Who sends a route's delivery status notifications: its `mailbox`, else
+    /// `delivery.operator`, else the relay's postmaster (fine for the sandbox;
+    /// a real tenant needs one of the first two).
+    static func bounceSender(for route: RelayConfiguration.Route, in configuration: RelayConfiguration) -> String {
+        route.mailbox ?? configuration.delivery.operatorAddress ?? "postmaster@\(configuration.server.hostname)"
     }
 }
 

@@ -32,17 +32,25 @@ public final class SMTPClientConnection: @unchecked Sendable {
     }
 
     public static func connect(host: String, port: Int, group: any EventLoopGroup, timeouts: Timeouts = Timeouts()) async throws -> SMTPClientConnection {
+        // The handlers go in before the channel is active, so the greeting cannot
+        // arrive while nobody listens for it.
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(timeouts.connect)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SMTPReplyDecoder()), name: decoderName)
+                    try channel.pipeline.syncOperations.addHandler(SMTPClientReplyHandler())
+                }
+            }
             .connect(host: host, port: port).get()
         return try await channel.eventLoop.submit {
-            let handler = SMTPClientReplyHandler()
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SMTPReplyDecoder()))
-            try channel.pipeline.syncOperations.addHandler(handler)
+            let handler = try channel.pipeline.syncOperations.handler(type: SMTPClientReplyHandler.self)
             return SMTPClientConnection(channel: channel, replies: handler, timeouts: timeouts)
         }.get()
     }
+
+    private static let decoderName = "smtp-reply-decoder"
 
     public var isActive: Bool { channel.isActive }
 
@@ -72,7 +80,20 @@ public final class SMTPClientConnection: @unchecked Sendable {
                 return channel.eventLoop.makeFailedFuture(SMTPClientError(.unexpectedReply, detail: "plaintext sent after the STARTTLS reply"))
             }
             do {
-                let tls = try NIOSSLClientHandler(context: context, serverHostname: serverHostname)
+                // A partial reply line buffered in the decoder also came in plaintext:
+                // removing the decoder surfaces it as an error; a fresh one reads only TLS.
+                let operations = channel.pipeline.syncOperations
+                let oldDecoder = try operations.context(name: Self.decoderName)
+                let replyHandler = try operations.context(handlerType: SMTPClientReplyHandler.self)
+                operations.removeHandler(context: oldDecoder, promise: nil)
+                try operations.addHandler(ByteToMessageHandler(SMTPReplyDecoder()), name: Self.decoderName, position: .before(replyHandler.handler))
+                if replies.value.hasFailed {
+                    return channel.eventLoop.makeFailedFuture(SMTPClientError(.unexpectedReply, detail: "plaintext sent after the STARTTLS reply"))
+                }
+                // An IP literal cannot go in SNI; without a name NIOSSL checks the
+                // certificate's IP addresses against the peer's address instead.
+                let name = serverHostname.flatMap { (try? SocketAddress(ipAddress: $0, port: 0)) == nil ? $0 : nil }
+                let tls = try NIOSSLClientHandler(context: context, serverHostname: name)
                 let promise = channel.eventLoop.makePromise(of: Void.self)
                 try channel.pipeline.syncOperations.addHandler(tls, position: .first)
                 try channel.pipeline.syncOperations.addHandler(TLSHandshakeWaiter(promise: promise), position: .after(tls))
@@ -102,12 +123,18 @@ final class SMTPClientReplyHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
 
     var hasBufferedReplies: Bool { !buffered.isEmpty }
+    var hasFailed: Bool { failure != nil }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    private var eventLoop: (any EventLoop)?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        eventLoop = context.eventLoop
+    }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func nextReply(timeout: TimeAmount) -> EventLoopFuture<SMTPReply> {
-        guard let context else { return MultiThreadedEventLoopGroup.singleton.next().makeFailedFuture(ChannelError.ioOnClosedChannel) }
+        guard let context else { return eventLoop!.makeFailedFuture(ChannelError.ioOnClosedChannel) }
         if let reply = buffered.popFirst() { return context.eventLoop.makeSucceededFuture(reply) }
         if let failure { return context.eventLoop.makeFailedFuture(failure) }
         let promise = context.eventLoop.makePromise(of: SMTPReply.self)

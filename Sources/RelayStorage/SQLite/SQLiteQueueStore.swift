@@ -1,0 +1,503 @@
+import Foundation
+import GRDB
+import Logging
+import NIOCore
+import RelayCore
+import Synchronization
+
+/// The embedded queue: envelopes and delivery state in SQLite (WAL, `synchronous=FULL`),
+/// content in a spool directory beside it, one file per message.
+///
+/// A message is durable when its content file is synced, the spool directory
+/// is synced (so the file's name survives a crash too), and its row is
+/// committed. Concurrent commits share one transaction (see `GroupCommitter`).
+/// A file without a row was never acknowledged and is removed when the store opens.
+public final class SQLiteQueueStore: RelayQueueStore, Sendable {
+    private let database: DatabasePool
+    private let spool: SpoolDirectory
+    /// Threads for `fsync`, which must not block the cooperative pool.
+    private let io: BlockingIOPool
+    private let committer: GroupCommitter<RelayQueuedMessage>
+    private let logger: Logger
+    private let isClosed = Mutex(false)
+    /// `flock` on `<path>.lock`, held while the store is open.
+    private let lockDescriptor: Int32
+
+    /// Opens (or creates) the queue database at `path`, migrates it, and removes
+    /// spool files left by commits that never completed.
+    /// - Parameter spoolDirectory: where content files live; `<directory of path>/spool` by default.
+    public init(path: String, spoolDirectory: String? = nil, logger: Logger) throws {
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let database: DatabasePool
+        let spool: SpoolDirectory
+        do {
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        } catch {
+            throw Self.storageError(error, "open queue")
+        }
+        // An embedded queue belongs to one process: a second relay on the same
+        // file would deliver its messages twice.
+        let lock = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+            if lock >= 0 { Glibc.close(lock) }
+            throw RelayStorageError(.unreachable, "the queue \(path) is in use by another m365-relay process")
+        }
+        lockDescriptor = lock
+        do {
+            var configuration = Configuration()
+            configuration.label = "m365-relay.queue"
+            configuration.busyMode = .timeout(10)
+            database = try DatabasePool(path: path, configuration: configuration)
+            // GRDB sets synchronous=NORMAL when it enables WAL, which may lose the last
+            // commits on power failure. The writer connection is the only one that commits.
+            try database.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
+            try SQLiteQueueSchema.migrator.migrate(database)
+            // This process holds the lock, so any lease in the file belongs to a
+            // process that died mid-delivery: its messages are due again now.
+            let released = try database.write { db in
+                try db.execute(sql: "UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
+                return db.changesCount
+            }
+            if released > 0 {
+                logger.notice("Released leases of an earlier process", metadata: ["messages": "\(released)"])
+            }
+            spool = try SpoolDirectory(path: spoolDirectory ?? parent + "/spool")
+        } catch {
+            Glibc.close(lock)
+            throw Self.storageError(error, "open queue")
+        }
+        let io = BlockingIOPool(threadCount: 8, name: "queue-fsync")
+        self.database = database
+        self.spool = spool
+        self.io = io
+        self.logger = logger
+        self.committer = GroupCommitter { batch in
+            await Self.insertBatch(batch, database: database, spool: spool, io: io)
+        }
+        do {
+            try removeUnacknowledgedContent()
+        } catch {
+            // deinit closes what was opened.
+            throw Self.storageError(error, "recover spool")
+        }
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Stops the I/O threads and closes the database. Calls after this fail.
+    public func close() {
+        let wasOpen = isClosed.withLock { isClosed in
+            defer { isClosed = true }
+            return !isClosed
+        }
+        guard wasOpen else { return }
+        io.shutdown()
+        do {
+            try database.close()
+        } catch {
+            logger.warning("queue database still in use at close", metadata: ["error": "\(error)"])
+        }
+        Glibc.close(lockDescriptor)
+    }
+
+    // MARK: Ingress
+
+    public func makeWriter(id: RelayQueueID) throws -> any RelayMessageWriter {
+        try spool.makeWriter(id: id)
+    }
+
+    public func commit(_ writer: any RelayMessageWriter, envelope: RelayEnvelope, now: Date) async throws -> RelayQueuedMessage {
+        guard let writer = writer as? SpoolWriter, writer.directory == spool.path else {
+            throw RelayStorageError(.io, "the writer does not belong to this store")
+        }
+        let (descriptor, size) = try writer.handOver()
+        let message = RelayQueuedMessage(
+            id: writer.id, envelope: envelope,
+            recipients: envelope.recipients.map { RelayRecipient(address: $0) },
+            state: .queued, size: size, receivedAt: now, nextAttemptAt: now, attempts: 0, lastError: nil)
+        do {
+            try await synchronizeAndClose(descriptor)
+            try await committer.submit(message)
+            return message
+        } catch {
+            // Not acknowledged, so nothing may remain: the row was not written, remove the file.
+            spool.remove(id: message.id)
+            logger.error("queue commit failed; message discarded", metadata: ["queue-id": "\(message.id)", "error": "\(error)"])
+            throw Self.storageError(error, "commit")
+        }
+    }
+
+    public func enqueue(id: RelayQueueID, content: ByteBuffer, envelope: RelayEnvelope, now: Date) async throws -> RelayQueuedMessage {
+        let writer = try makeWriter(id: id)
+        do {
+            try writer.write(content)
+        } catch {
+            writer.abort()
+            throw error
+        }
+        return try await commit(writer, envelope: envelope, now: now)
+    }
+
+    // MARK: Delivery
+
+    public func lease(owner: String, now: Date, limit: Int, leaseDuration: TimeInterval, routes: Set<String>?) async throws -> [RelayQueuedMessage] {
+        guard limit > 0 else { return [] }
+        if let routes, routes.isEmpty { return [] }
+        let now = now.timeIntervalSince1970
+        let leaseUntil = now + leaseDuration
+        return try await withStorageErrors("lease") {
+            try await database.write { db in
+                var sql = """
+                    \(Self.selectMessages)
+                    WHERE state = 'queued' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)
+                    """
+                var arguments: StatementArguments = [now, now]
+                if let routes {
+                    sql += " AND route IN (\(databaseQuestionMarks(count: routes.count)))"
+                    arguments += StatementArguments(routes.sorted())
+                }
+                sql += " ORDER BY next_attempt_at, id LIMIT ?"
+                arguments += [limit]
+                let rows = try Row.fetchAll(db, sql: sql, arguments: arguments)
+                let ids = rows.map { $0["id"] as String }
+                for chunk in ids.chunked(by: Self.maximumArgumentsPerStatement) {
+                    try db.execute(
+                        sql: "UPDATE messages SET lease_owner = ?, lease_until = ? WHERE id IN (\(databaseQuestionMarks(count: chunk.count)))",
+                        arguments: StatementArguments([owner, leaseUntil] as [any DatabaseValueConvertible]) + StatementArguments(chunk))
+                }
+                return try Self.decodeMessages(rows, db)
+            }
+        }
+    }
+
+    public func openContent(id: RelayQueueID) throws -> any RelayContentReader {
+        try spool.openReader(id: id)
+    }
+
+    public func recordAttempt(id: RelayQueueID, owner: String, result: RelayAttemptResult) async throws {
+        let isFinished = try await withStorageErrors("record attempt") {
+            try await database.write { db in
+                try Self.applyAttempt(id: id, owner: owner, result: result, db)
+            }
+        }
+        // After the commit: a crash before this leaves a file that the next open removes.
+        if isFinished {
+            spool.remove(id: id)
+        }
+    }
+
+    public func nextDueDate() async throws -> Date? {
+        try await withStorageErrors("next due date") {
+            try await database.read { db in
+                // A leased message is not due again before its lease expires.
+                try Double.fetchOne(db, sql: """
+                    SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, next_attempt_at)))
+                    FROM messages WHERE state = 'queued'
+                    """)
+            }
+        }.map(Date.init(timeIntervalSince1970:))
+    }
+
+    // MARK: Inspection
+
+    public func message(id: RelayQueueID) async throws -> RelayQueuedMessage? {
+        try await withStorageErrors("read message") {
+            try await database.read { db in
+                let rows = try Row.fetchAll(db, sql: "\(Self.selectMessages) WHERE id = ?", arguments: [id.rawValue])
+                return try Self.decodeMessages(rows, db).first
+            }
+        }
+    }
+
+    /// Number of messages in each state; every state is present, zero if empty.
+    public func counts() async throws -> [RelayMessageState: Int] {
+        let stored = try await withStorageErrors("count messages") {
+            try await database.read { db in
+                try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS count FROM messages GROUP BY state")
+                    .map { (state: $0["state"] as String, count: $0["count"] as Int) }
+            }
+        }
+        var counts = Dictionary(uniqueKeysWithValues: RelayMessageState.allCases.map { ($0, 0) })
+        for entry in stored {
+            guard let state = RelayMessageState(rawValue: entry.state) else { continue }
+            counts[state] = entry.count
+        }
+        return counts
+    }
+
+    /// The most recently received messages, optionally only those in `state`.
+    public func list(state: RelayMessageState?, limit: Int) async throws -> [RelayQueuedMessage] {
+        guard limit > 0 else { return [] }
+        return try await withStorageErrors("list messages") {
+            try await database.read { db in
+                let rows: [Row]
+                if let state {
+                    rows = try Row.fetchAll(
+                        db, sql: "\(Self.selectMessages) WHERE state = ? ORDER BY received_at DESC, id DESC LIMIT ?",
+                        arguments: [state.rawValue, limit])
+                } else {
+                    rows = try Row.fetchAll(
+                        db, sql: "\(Self.selectMessages) ORDER BY received_at DESC, id DESC LIMIT ?",
+                        arguments: [limit])
+                }
+                return try Self.decodeMessages(rows, db)
+            }
+        }
+    }
+
+    /// The writer connection's `PRAGMA synchronous` (2 is FULL), so tests can pin durability.
+    func writerSynchronousSetting() async throws -> Int {
+        try await database.writeWithoutTransaction { db in
+            try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1
+        }
+    }
+
+    // MARK: Commit internals
+
+    private func synchronizeAndClose(_ descriptor: Int32) async throws {
+        do {
+            try await io.run {
+                defer { POSIXFile.close(descriptor) }
+                try POSIXFile.synchronize(descriptor, what: "spool file")
+            }
+        } catch is BlockingIOPool.ShutDownError {
+            // The job never ran, so the descriptor is still open.
+            POSIXFile.close(descriptor)
+            throw RelayStorageError(.io, "the store is closed")
+        }
+    }
+
+    /// One group commit: sync the spool directory once for every file in the
+    /// batch, then insert every row in one transaction.
+    private static func insertBatch(
+        _ batch: [RelayQueuedMessage], database: DatabasePool, spool: SpoolDirectory, io: BlockingIOPool
+    ) async -> [Result<Void, any Error>] {
+        do {
+            try await io.run { try spool.synchronize() }
+        } catch {
+            return batch.map { _ in .failure(error is BlockingIOPool.ShutDownError ? RelayStorageError(.io, "the store is closed") : error) }
+        }
+        do {
+            try await database.write { db in
+                for message in batch { try insert(message, db) }
+            }
+            return batch.map { _ in .success(()) }
+        } catch {
+            guard batch.count > 1 else { return [.failure(error)] }
+            // One bad row (say, a reused id) must not fail its neighbours: retry each alone.
+            var results: [Result<Void, any Error>] = []
+            for message in batch {
+                do {
+                    try await database.write { db in try insert(message, db) }
+                    results.append(.success(()))
+                } catch {
+                    results.append(.failure(error))
+                }
+            }
+            return results
+        }
+    }
+
+    private static func insert(_ message: RelayQueuedMessage, _ db: Database) throws {
+        let envelope = String(decoding: try JSONEncoder.queue.encode(message.envelope), as: UTF8.self)
+        try db.cachedStatement(sql: """
+            INSERT INTO messages (id, state, sender, route, envelope, size, received_at, next_attempt_at, attempts)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
+            """).execute(arguments: [
+                message.id.rawValue, message.state.rawValue, message.envelope.sender, message.envelope.route, envelope,
+                message.size, message.receivedAt.timeIntervalSince1970, message.nextAttemptAt.timeIntervalSince1970,
+            ])
+        let insertRecipient = try db.cachedStatement(sql: """
+            INSERT INTO recipients (message_id, position, address, status) VALUES (?, ?, ?, ?)
+            """)
+        for (position, recipient) in message.recipients.enumerated() {
+            try insertRecipient.execute(arguments: [message.id.rawValue, position, recipient.address, recipient.status.rawValue])
+        }
+    }
+
+    // MARK: Attempt internals
+
+    /// Applies one attempt inside the caller's transaction; returns whether the message is finished.
+    private static func applyAttempt(id: RelayQueueID, owner: String, result: RelayAttemptResult, _ db: Database) throws -> Bool {
+        guard let row = try Row.fetchOne(db, sql: "SELECT lease_owner FROM messages WHERE id = ?", arguments: [id.rawValue]) else {
+            throw RelayStorageError(.notFound, "no message \(id)")
+        }
+        // An expired lease still counts as held until another owner takes it.
+        guard (row["lease_owner"] as String?) == owner else {
+            throw RelayStorageError(.leaseLost, "message \(id) is no longer leased by this worker")
+        }
+
+        // Only pending recipients change status: delivered and failed are final,
+        // so a late or repeated update can never make a recipient pending again.
+        let updateRecipient = try db.cachedStatement(sql: """
+            UPDATE recipients SET status = ?, last_reply = COALESCE(?, last_reply)
+            WHERE message_id = ? AND address = ? AND status = 'pending'
+            """)
+        for update in result.recipientUpdates {
+            try updateRecipient.execute(arguments: [update.status.rawValue, update.lastReply, id.rawValue, update.address])
+        }
+
+        var pending = try recipientCount(id: id, status: .pending, db)
+        let isFinished: Bool
+        switch result.disposition {
+        case .finished:
+            isFinished = true
+        case .deferred:
+            // Nothing left to try: deferring would only lease it again for nothing.
+            isFinished = pending == 0
+        }
+        if isFinished && pending > 0 {
+            // Finished with recipients undecided: they will never be tried again.
+            try db.execute(
+                sql: """
+                    UPDATE recipients SET status = 'failed', last_reply = COALESCE(last_reply, ?)
+                    WHERE message_id = ? AND status = 'pending'
+                    """,
+                arguments: [result.summary, id.rawValue])
+            pending = 0
+        }
+        let failed = try recipientCount(id: id, status: .failed, db)
+
+        try db.execute(
+            sql: "INSERT INTO attempts (message_id, started_at, finished_at, route, summary) VALUES (?, ?, ?, ?, ?)",
+            arguments: [
+                id.rawValue, result.startedAt.timeIntervalSince1970, result.finishedAt.timeIntervalSince1970,
+                result.route, result.summary,
+            ])
+
+        let state: RelayMessageState
+        var nextAttemptAt: Double?
+        if isFinished {
+            state = failed == 0 ? .delivered : .failed
+        } else {
+            state = .queued
+            if case .deferred(let until) = result.disposition { nextAttemptAt = until.timeIntervalSince1970 }
+        }
+        try db.execute(
+            sql: """
+                UPDATE messages SET state = ?, next_attempt_at = COALESCE(?, next_attempt_at),
+                    attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until = NULL
+                WHERE id = ?
+                """,
+            arguments: [state.rawValue, nextAttemptAt, pending + failed > 0 ? result.summary : nil, id.rawValue])
+        return isFinished
+    }
+
+    private static func recipientCount(id: RelayQueueID, status: RelayRecipientStatus, _ db: Database) throws -> Int {
+        try Int.fetchOne(
+            db, sql: "SELECT COUNT(*) FROM recipients WHERE message_id = ? AND status = ?",
+            arguments: [id.rawValue, status.rawValue]) ?? 0
+    }
+
+    // MARK: Recovery
+
+    /// Removes content that no queued message owns: files from commits that
+    /// crashed before their row (never acknowledged), and files of finished
+    /// messages whose removal a crash interrupted. Rows and leases are left
+    /// alone; expired leases simply let the messages be leased again.
+    private func removeUnacknowledgedContent() throws {
+        let stored = try spool.storedIDs()
+        let owned = try database.read { db in
+            try String.fetchSet(db, sql: "SELECT id FROM messages WHERE state IN ('queued', 'held')")
+        }
+        var removed = 0
+        for id in stored where !owned.contains(id.rawValue) {
+            if spool.remove(id: id) { removed += 1 }
+        }
+        if removed > 0 {
+            logger.notice("removed spool files of unacknowledged or finished messages", metadata: ["count": "\(removed)"])
+        }
+        let missing = owned.subtracting(stored.map(\.rawValue)).count
+        if missing > 0 {
+            logger.error("queued messages have no content file", metadata: ["count": "\(missing)"])
+        }
+    }
+
+    // MARK: Rows
+
+    private static let selectMessages = """
+        SELECT id, state, envelope, size, received_at, next_attempt_at, attempts, last_error FROM messages
+        """
+
+    /// SQLite allows 32766 parameters per statement; stay far below.
+    private static let maximumArgumentsPerStatement = 500
+
+    /// Turns message rows into messages, with their recipients in envelope order.
+    private static func decodeMessages(_ rows: [Row], _ db: Database) throws -> [RelayQueuedMessage] {
+        guard !rows.isEmpty else { return [] }
+        var recipients: [String: [RelayRecipient]] = [:]
+        let ids = rows.map { $0["id"] as String }
+        for chunk in ids.chunked(by: maximumArgumentsPerStatement) {
+            let recipientRows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT message_id, address, status, last_reply FROM recipients
+                    WHERE message_id IN (\(databaseQuestionMarks(count: chunk.count)))
+                    ORDER BY message_id, position
+                    """,
+                arguments: StatementArguments(chunk))
+            for row in recipientRows {
+                let status: String = row["status"]
+                guard let status = RelayRecipientStatus(rawValue: status) else {
+                    throw RelayStorageError(.io, "unknown recipient status \(status)")
+                }
+                recipients[row["message_id"], default: []].append(
+                    RelayRecipient(address: row["address"], status: status, lastReply: row["last_reply"]))
+            }
+        }
+        return try rows.map { row in
+            let id: String = row["id"]
+            let stateText: String = row["state"]
+            guard let state = RelayMessageState(rawValue: stateText) else {
+                throw RelayStorageError(.io, "unknown message state \(stateText)")
+            }
+            let envelopeJSON: String = row["envelope"]
+            return RelayQueuedMessage(
+                id: RelayQueueID(rawValue: id),
+                envelope: try JSONDecoder().decode(RelayEnvelope.self, from: Data(envelopeJSON.utf8)),
+                recipients: recipients[id] ?? [],
+                state: state,
+                size: row["size"],
+                receivedAt: Date(timeIntervalSince1970: row["received_at"]),
+                nextAttemptAt: Date(timeIntervalSince1970: row["next_attempt_at"]),
+                attempts: row["attempts"],
+                lastError: row["last_error"])
+        }
+    }
+
+    // MARK: Errors
+
+    private func withStorageErrors<Result>(_ operation: String, _ body: () async throws -> Result) async throws -> Result {
+        do {
+            return try await body()
+        } catch {
+            throw Self.storageError(error, operation)
+        }
+    }
+
+    /// Storage errors pass through; anything else (SQLite, file system) becomes `.io`.
+    /// GRDB's descriptions name the SQL but not its arguments, so no addresses leak.
+    private static func storageError(_ error: any Error, _ operation: String) -> RelayStorageError {
+        if let error = error as? RelayStorageError { return error }
+        return RelayStorageError(.io, "\(operation): \(error)")
+    }
+}
+
+extension JSONEncoder {
+    /// Sorted keys keep stored envelopes byte-stable, which makes them easy to diff and inspect.
+    fileprivate static var queue: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+}
+
+extension Array {
+    fileprivate func chunked(by size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

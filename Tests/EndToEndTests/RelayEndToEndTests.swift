@@ -1,0 +1,109 @@
+import Foundation
+import M365Sandbox
+import RelayTestSupport
+import Testing
+
+@Suite("End to end: a real SMTP client through the relay to the sandbox")
+struct RelayEndToEndTests {
+    /// Content that exercises the framing: dot lines, 8-bit text, a long line, empty lines.
+    static let message: [UInt8] = Array((
+        "From: Scanner <scanner@contoso.com>\r\n" +
+        "To: someone@contoso.com\r\n" +
+        "Subject: Scan from the second floor\r\n" +
+        "Message-ID: <scan-0001@scanner.contoso.local>\r\n" +
+        "MIME-Version: 1.0\r\n" +
+        "Content-Type: text/plain; charset=utf-8\r\n" +
+        "Content-Transfer-Encoding: 8bit\r\n" +
+        "\r\n" +
+        ".a line that begins with a dot\r\n" +
+        "..two dots\r\n" +
+        ".\r\n" +
+        "Grüße aus dem Büro\r\n" +
+        "\r\n" +
+        String(repeating: "x", count: 990) + "\r\n" +
+        "QUIT\r\n" +
+        "last line\r\n").utf8)
+
+    @Test func messageArrivesByteForByteApartFromTheReceivedHeader() async throws {
+        let relay = try await RelayHarness { RelayHarness.sandboxYAML($0) }
+        let result = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["someone@contoso.com", "other@contoso.com"], content: Self.message)
+        #expect(result["ok"] as? Bool == true, "\(result)")
+
+        let store = relay.sandbox.mailStore
+        #expect(try await eventually { try store.messages().count == 1 }, "the sandbox never got the message")
+        let stored = try #require(try store.messages().first)
+        #expect(stored.sender == "scanner@contoso.com")
+        #expect(Set(stored.recipients) == ["someone@contoso.com", "other@contoso.com"])
+        #expect(stored.tlsVersion?.hasPrefix("TLSv1.") == true, "the relay must use TLS to the sandbox")
+        let (received, rest) = splitReceived(try store.content(of: stored))
+        #expect(rest == Self.message, "the content changed on the way")
+        #expect(received.hasPrefix("Received: from client.test ([127.0.0.1])\r\n\tby relay.test (m365-relay) with ESMTP\r\n\tid "))
+        try await relay.stop()
+    }
+
+    @Test func startTLSWithATestCertificate() async throws {
+        let authority = try SandboxCertificateAuthority(commonName: "e2e test CA")
+        let leaf = try authority.issueServerCertificate(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
+        let relay = try await RelayHarness { directory in
+            let certificate = try directory.write("relay.crt", leaf.certificatePEM + "\n", mode: 0o644)
+            let key = try directory.write("relay.key", leaf.privateKeyPEM + "\n")
+            return RelayHarness.sandboxYAML(directory, listener: "tls: starttls\n      require_tls: true", extraServer: """
+              tls:
+                certificate_file: \(certificate)
+                private_key_file: \(key)
+            """)
+        }
+        let caDirectory = TemporaryDirectory("ca")
+        let caFile = try caDirectory.write("ca.pem", authority.certificatePEM + "\n", mode: 0o644)
+
+        // Without STARTTLS the listener refuses MAIL.
+        let plain = try await sendWithPython(port: relay.port, from: "a@contoso.com", to: ["b@contoso.com"], content: Array("Subject: x\r\n\r\nx\r\n".utf8))
+        #expect(plain["ok"] as? Bool == false)
+        #expect((plain["error"] as? String)?.contains("5.7.0") == true, "\(plain)")
+
+        let result = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["b@contoso.com"], content: Self.message, startTLS: caFile)
+        #expect(result["ok"] as? Bool == true, "\(result)")
+        let store = relay.sandbox.mailStore
+        #expect(try await eventually { try store.messages().count == 1 })
+        let (received, rest) = splitReceived(try store.content(of: try #require(try store.messages().first)))
+        #expect(rest == Self.message)
+        #expect(received.contains("with ESMTPS (TLSv1.3)"), "\(received)")
+        try await relay.stop()
+    }
+
+    @Test func aClientOutsideTheAllowlistRelaysNothing() async throws {
+        let relay = try await RelayHarness { RelayHarness.sandboxYAML($0, networks: "[\"127.0.0.1/32\", \"127.0.0.2/32\"]") }
+        let refused = try await sendWithPython(port: relay.port, from: "a@contoso.com", to: ["b@contoso.com"], content: Self.message, source: "127.0.0.3")
+        #expect(refused["ok"] as? Bool == false)
+        #expect((refused["error"] as? String)?.contains("5.7.1") == true, "\(refused)")
+        let allowed = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["b@contoso.com"], content: Self.message, source: "127.0.0.2")
+        #expect(allowed["ok"] as? Bool == true, "\(allowed)")
+        let store = relay.sandbox.mailStore
+        #expect(try await eventually { try store.messages().count == 1 })
+        #expect(try store.messages().allSatisfy { $0.sender == "scanner@contoso.com" })
+        try await relay.stop()
+    }
+
+    @Test func shutdownAnswersAnIdleSession421() async throws {
+        let relay = try await RelayHarness { RelayHarness.sandboxYAML($0) }
+        let script = """
+        import socket, sys
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+        f = s.makefile("rb")
+        print(f.readline().decode().strip(), flush=True)
+        s.sendall(b"EHLO idle.test\\r\\n")
+        while True:
+            line = f.readline().decode()
+            if line[3:4] == " ": break
+        open(sys.argv[2], "w").write("ready")
+        print(f.readline().decode().strip(), flush=True)
+        """
+        let marker = relay.directory.file("ready")
+        let port = relay.port
+        let client = Task { try await ExternalProcess.python(script, [String(port), marker], timeout: 30) }
+        #expect(await eventually { FileManager.default.fileExists(atPath: marker) })
+        try await relay.stop()
+        let output = try await client.value.stdout.split(separator: "\n").map(String.init)
+        #expect(output.last?.hasPrefix("421 4.3.2") == true, "\(output)")
+    }
+}

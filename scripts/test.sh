@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs (idempotent), then runs `swift test`.
+# The tests use real peers: python3's smtplib as the external SMTP client,
+# real SQLite and real TLS; everything runs on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+dpkg -s libsqlite3-dev >/dev/null 2>&1 || need_apt+=(libsqlite3-dev)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+exec swift test "$@"
