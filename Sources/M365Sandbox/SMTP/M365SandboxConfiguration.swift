@@ -31,6 +31,9 @@ public struct M365SandboxConfiguration: Sendable {
     public var maxConnectionsPerMailbox = 3
     /// Recipients per message: 500.
     public var maxRecipients = 500
+    /// Addresses the tenant does not know: RCPT gets Exchange's
+    /// `550 5.1.10 RESOLVER.ADR.RecipientNotFound`.
+    public var unknownRecipients: Set<String> = []
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory

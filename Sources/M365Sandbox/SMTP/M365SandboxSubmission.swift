@@ -38,6 +38,13 @@ final class M365SandboxSubmission: SMTPServerDelegate {
         session.authMechanisms = ["LOGIN", "XOAUTH2"]
         session.requireAuthentication = SMTPReply(530, .init(5, 7, 57), "Client was not authenticated to send anonymous mail during MAIL FROM")
         session.clientAddress = connection.clientAddress
+        let unknown = Set(configuration.unknownRecipients.map { $0.lowercased() })
+        if !unknown.isEmpty {
+            session.recipientCheck = { recipient in
+                guard unknown.contains(recipient.address.lowercased()) else { return nil }
+                return SMTPReply(550, .init(5, 1, 10), "RESOLVER.ADR.RecipientNotFound; Recipient \(recipient.address) not found by SMTP address lookup")
+            }
+        }
         return session
     }
 

@@ -57,6 +57,8 @@ public struct SMTPServerSession: Sendable {
         public var refusal: SMTPReply?
         /// The client's address, shown in the EHLO reply.
         public var clientAddress: String = ""
+        /// Decides each recipient: nil accepts it, a reply refuses it. Must be pure and quick.
+        public var recipientCheck: (@Sendable (SMTPMailbox) -> SMTPReply?)?
 
         public init(hostname: String, limits: SMTPServerLimits = SMTPServerLimits()) {
             self.hostname = hostname
@@ -398,6 +400,9 @@ public struct SMTPServerSession: Sendable {
             }
             if transaction!.recipients.contains(recipient) {
                 return .reply(SMTPReply(250, .init(2, 1, 5), "Recipient ok"))
+            }
+            if let refusal = configuration.recipientCheck?(recipient) {
+                return .reply(refusal)
             }
             guard transaction!.recipients.count < configuration.limits.maxRecipients else {
                 // RFC 5321 §4.5.3.1.10: 452 for too many recipients, so the client sends the rest later.
