@@ -210,7 +210,9 @@ extension RelayConfiguration {
         }
         switch route.mode {
         case .smtp:
-            if !hasAppCredentials && route.token == nil && route.username == nil {
+            // A loopback endpoint (a local sink, a benchmark) may take mail without AUTH.
+            let loopback = route.smtpEndpoint?.isLoopback == true
+            if !hasAppCredentials && route.token == nil && route.username == nil && !loopback {
                 report(path, "an `smtp` route needs credentials: tenant_id, client_id and client_secret_file (or client_certificate_file and client_key_file); or token_file; or username and password_file")
             }
         case .graph:
