@@ -16,6 +16,8 @@ public struct M365SandboxMessage: Codable, Sendable, Hashable {
     public var size: Int
     public var receivedAt: Date
     public var tlsVersion: String?
+    /// The client's address and port: messages on one connection share it.
+    public var connection: String?
 }
 
 public final class M365SandboxMailStore: Sendable {
@@ -50,8 +52,10 @@ public final class M365SandboxMailStore: Sendable {
         return "\(stamp)-\(String(repeating: "0", count: max(0, 6 - String(n).count)))\(n)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
     }
 
-    func makeSink(envelope: SMTPSessionEnvelope, mailbox: String, allowedSenders: Set<String>, hostname: String) throws -> M365SandboxSink {
-        try M365SandboxSink(store: self, id: nextID(), envelope: envelope, mailbox: mailbox, allowedSenders: allowedSenders, hostname: hostname)
+    func makeSink(envelope: SMTPSessionEnvelope, connection: SMTPConnectionInfo, mailbox: String, allowedSenders: Set<String>, hostname: String) throws -> M365SandboxSink {
+        try M365SandboxSink(
+            store: self, id: nextID(), envelope: envelope, connection: "\(connection.clientAddress):\(connection.clientPort)",
+            mailbox: mailbox, allowedSenders: allowedSenders, hostname: hostname)
     }
 }
 
@@ -61,6 +65,7 @@ final class M365SandboxSink: SMTPMessageSink, @unchecked Sendable {
     private let store: M365SandboxMailStore
     private let id: String
     private let envelope: SMTPSessionEnvelope
+    private let connection: String
     private let mailbox: String
     private let allowedSenders: Set<String>
     private let hostname: String
@@ -69,10 +74,11 @@ final class M365SandboxSink: SMTPMessageSink, @unchecked Sendable {
     private var headerBytes: [UInt8] = []
     private var size = 0
 
-    init(store: M365SandboxMailStore, id: String, envelope: SMTPSessionEnvelope, mailbox: String, allowedSenders: Set<String>, hostname: String) throws {
+    init(store: M365SandboxMailStore, id: String, envelope: SMTPSessionEnvelope, connection: String, mailbox: String, allowedSenders: Set<String>, hostname: String) throws {
         self.store = store
         self.id = id
         self.envelope = envelope
+        self.connection = connection
         self.mailbox = mailbox
         self.allowedSenders = allowedSenders
         self.hostname = hostname
@@ -105,7 +111,7 @@ final class M365SandboxSink: SMTPMessageSink, @unchecked Sendable {
         let messageID = headers.value("Message-ID") ?? "<\(id)@\(hostname)>"
         let record = M365SandboxMessage(
             id: id, mailbox: mailbox, sender: envelope.sender.address, recipients: envelope.recipients.map(\.address),
-            messageID: messageID, size: size, receivedAt: Date(), tlsVersion: envelope.tls?.version)
+            messageID: messageID, size: size, receivedAt: Date(), tlsVersion: envelope.tls?.version, connection: connection)
         do {
             try handle.synchronize()
             try handle.close()

@@ -96,7 +96,7 @@ final class M365SandboxSubmission: SMTPServerDelegate {
     func openMessage(envelope: SMTPSessionEnvelope, connection: SMTPConnectionInfo) throws -> any SMTPMessageSink {
         let mailbox = envelope.authenticatedAs ?? ""
         let allowed = Set(([mailbox] + (mailboxEntry(mailbox)?.sendAs ?? [])).map { $0.lowercased() })
-        return try store.makeSink(envelope: envelope, mailbox: mailbox, allowedSenders: allowed, hostname: configuration.hostname)
+        return try store.makeSink(envelope: envelope, connection: connection, mailbox: mailbox, allowedSenders: allowed, hostname: configuration.hostname)
     }
 
     private func mailboxEntry(_ address: String) -> M365SandboxConfiguration.Mailbox? {
