@@ -41,6 +41,22 @@ struct RelayEndToEndTests {
         try await relay.stop()
     }
 
+    @Test func swaksThroughTheRelay() async throws {
+        let relay = try await RelayHarness { RelayHarness.sandboxYAML($0) }
+        let swaks = try await ExternalProcess.run("/usr/bin/env", [
+            "swaks", "--server", "127.0.0.1:\(relay.port)", "--from", "scanner@contoso.com", "--to", "someone@contoso.com",
+            "--header", "From: scanner@contoso.com", "--header", "Subject: sent by swaks", "--body", "hello from swaks",
+        ])
+        #expect(swaks.status == 0, "\(swaks.stdout)\(swaks.stderr)")
+        #expect(swaks.stdout.contains("<-  250 2.0.0 Ok: queued as "), "\(swaks.stdout)")
+        let store = relay.sandbox.mailStore
+        #expect(try await eventually { try store.messages().count == 1 })
+        let content = String(decoding: try store.content(of: try #require(try store.messages().first)), as: UTF8.self)
+        #expect(content.contains("Subject: sent by swaks\r\n"))
+        #expect(content.contains("hello from swaks"))
+        try await relay.stop()
+    }
+
     @Test func startTLSWithATestCertificate() async throws {
         let authority = try SandboxCertificateAuthority(commonName: "e2e test CA")
         let leaf = try authority.issueServerCertificate(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
