@@ -131,7 +131,9 @@ public final class RelayApplication: Sendable {
                 limits.maxConnections = configuration.server.limits.maxConnections
                 limits.maxConnectionsPerAddress = configuration.server.limits.maxConnectionsPerIP
                 var timeouts = SMTPServerHandler.Timeouts()
-                timeouts.command = .milliseconds(Int64(configuration.server.limits.commandTimeout * 1000))
+                // Waiting for a command: idle_timeout and command_timeout both bound it.
+                let limits = configuration.server.limits
+                timeouts.command = .milliseconds(Int64(min(limits.idleTimeout, limits.commandTimeout) * 1000))
                 timeouts.data = .milliseconds(Int64(configuration.server.limits.dataTimeout * 1000))
                 let server = SMTPServer(
                     listeners: [SMTPListener(host: listener.address.host, port: listener.address.port, security: security)],
