@@ -127,14 +127,14 @@ public final class RelayApplication: Sendable {
                 let ingress = RelayIngress(
                     configuration: configuration, listener: listener, store: store, logger: ingressLogger,
                     wakeDelivery: { [delivery] in delivery.wake() })
+                let configured = configuration.server.limits
                 var limits = SMTPConnectionLimits()
-                limits.maxConnections = configuration.server.limits.maxConnections
-                limits.maxConnectionsPerAddress = configuration.server.limits.maxConnectionsPerIP
+                limits.maxConnections = configured.maxConnections
+                limits.maxConnectionsPerAddress = configured.maxConnectionsPerIP
                 var timeouts = SMTPServerHandler.Timeouts()
                 // Waiting for a command: idle_timeout and command_timeout both bound it.
-                let limits = configuration.server.limits
-                timeouts.command = .milliseconds(Int64(min(limits.idleTimeout, limits.commandTimeout) * 1000))
-                timeouts.data = .milliseconds(Int64(configuration.server.limits.dataTimeout * 1000))
+                timeouts.command = .milliseconds(Int64(min(configured.idleTimeout, configured.commandTimeout) * 1000))
+                timeouts.data = .milliseconds(Int64(configured.dataTimeout * 1000))
                 let server = SMTPServer(
                     listeners: [SMTPListener(host: listener.address.host, port: listener.address.port, security: security)],
                     delegate: ingress, group: group, timeouts: timeouts, limits: limits, logger: ingressLogger)
