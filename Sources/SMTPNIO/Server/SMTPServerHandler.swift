@@ -33,6 +33,8 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
     /// An action's result is pending (storage, credentials, TLS): input waits.
     private var waiting = false
     private var closing = false
+    /// Waiting for the client's TLS handshake: unlike storage, the client can stall this.
+    private var awaitingHandshake = false
     private var heldRead = false
     private var timer: Scheduled<Void>?
 
@@ -104,6 +106,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
             } else {
                 session.tlsEstablished(info)
                 waiting = false
+                awaitingHandshake = false
             }
             processInput(context: context)
             flushReplies(context: context)
@@ -239,6 +242,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
                 return
             }
             waiting = true
+            awaitingHandshake = true
             // Whatever plaintext was buffered has been dropped by the session;
             // from here every byte goes through TLS first.
             input.clear()
@@ -269,7 +273,8 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
         guard !closing else { return }
         let timeout = session.isIdle ? timeouts.command : timeouts.data
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-            guard !self.closing, !self.waiting else { return }
+            // Waiting on our own storage or credential check is not the client's fault.
+            guard !self.closing, !self.waiting || self.awaitingHandshake else { return }
             self.logger.notice("Session timed out")
             self.perform(self.session.timedOut(), context: context)
             self.flushReplies(context: context)
