@@ -31,17 +31,10 @@ public struct ExternalProcess {
     }
 
     /// Runs to completion, killing the program after `timeout` seconds.
-    /// Waits on a Dispatch thread, not on the Swift concurrency pool, which a
-    /// relay running in the same test process needs for itself.
+    /// Runs to completion, killing the program after `timeout` seconds. Waits
+    /// through the process's termination handler, blocking no thread, so that
+    /// many tests (and a relay in the same process) run side by side.
     public static func run(_ executable: String, _ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 60) async throws -> Result {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Swift.Result { try runBlocking(executable, arguments, stdin: stdin, timeout: timeout) })
-            }
-        }
-    }
-
-    private static func runBlocking(_ executable: String, _ arguments: [String], stdin: String?, timeout: TimeInterval) throws -> Result {
         // Output goes to files, not pipes, so a chatty program never blocks on a full pipe.
         let directory = TemporaryDirectory("process")
         let outPath = directory.file("stdout"), errPath = directory.file("stderr")
@@ -54,16 +47,25 @@ public struct ExternalProcess {
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         let input = Pipe()
         process.standardInput = input
-        try process.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try? input.fileHandleForWriting.close()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { finished in continuation.resume(returning: finished.terminationStatus) }
+            do {
+                try process.run()
+            } catch {
+                process.terminationHandler = nil
+                continuation.resume(throwing: error)
+                return
+            }
+            if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+            try? input.fileHandleForWriting.close()
+            let pid = process.processIdentifier
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+                if process.isRunning { kill(pid, SIGKILL) }
+            }
+        }
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        return Result(status: process.terminationStatus, stdout: out, stderr: err)
+        return Result(status: status, stdout: out, stderr: err)
     }
 
     /// python3 from PATH (the system's or pyenv's; smtplib is in its standard library).

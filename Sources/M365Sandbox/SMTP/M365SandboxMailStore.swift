@@ -137,7 +137,9 @@ struct M365SandboxHeaders {
         let section = text.components(separatedBy: "\r\n\r\n").first ?? ""
         for line in section.components(separatedBy: "\r\n") {
             if let first = line.first, first == " " || first == "\t", !fields.isEmpty {
-                fields[fields.count - 1].value += " " + line.trimmingCharacters(in: .whitespaces)
+                let continuation = line.trimmingCharacters(in: .whitespaces)
+                let value = fields[fields.count - 1].value
+                fields[fields.count - 1].value = value.isEmpty ? continuation : value + " " + continuation
             } else if let colon = line.firstIndex(of: ":") {
                 fields.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
             }

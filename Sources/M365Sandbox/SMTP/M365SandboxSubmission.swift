@@ -15,6 +15,9 @@ final class M365SandboxSubmission: SMTPServerDelegate {
     private let state = NIOLockedValueBox(State())
 
     private struct State {
+        /// Connections open now; a credential check that finishes after its
+        /// connection closed must not take a slot nobody will give back.
+        var open: Set<String> = []
         /// Mailbox authenticated on each connection.
         var identities: [String: String] = [:]
         var connectionsPerMailbox: [String: Int] = [:]
@@ -38,6 +41,7 @@ final class M365SandboxSubmission: SMTPServerDelegate {
         session.authMechanisms = ["LOGIN", "XOAUTH2"]
         session.requireAuthentication = SMTPReply(530, .init(5, 7, 57), "Client was not authenticated to send anonymous mail during MAIL FROM")
         session.clientAddress = connection.clientAddress
+        state.withLockedValue { _ = $0.open.insert(Self.key(connection)) }
         let unknown = Set(configuration.unknownRecipients.map { $0.lowercased() })
         if !unknown.isEmpty {
             session.recipientCheck = { recipient in
@@ -74,6 +78,7 @@ final class M365SandboxSubmission: SMTPServerDelegate {
         }
         let admitted = state.withLockedValue { state -> Bool in
             let key = mailbox.lowercased()
+            guard state.open.contains(Self.key(connection)) else { return false }
             guard state.connectionsPerMailbox[key, default: 0] < configuration.maxConnectionsPerMailbox else { return false }
             state.connectionsPerMailbox[key, default: 0] += 1
             state.identities[Self.key(connection)] = key
@@ -87,6 +92,7 @@ final class M365SandboxSubmission: SMTPServerDelegate {
 
     func connectionClosed(_ connection: SMTPConnectionInfo) {
         state.withLockedValue { state in
+            state.open.remove(Self.key(connection))
             guard let mailbox = state.identities.removeValue(forKey: Self.key(connection)) else { return }
             state.connectionsPerMailbox[mailbox, default: 1] -= 1
             if state.connectionsPerMailbox[mailbox] == 0 { state.connectionsPerMailbox[mailbox] = nil }
