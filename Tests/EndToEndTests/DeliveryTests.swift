@@ -102,7 +102,7 @@ struct DeliveryTests {
     @Test func aMessageThatCannotBeDeliveredExpiresAndIsBouncedOnce() async throws {
         // The tenant never answers: every attempt fails, until the message is too old.
         let tenant = try await TenantFixture(listening: false)
-        let relay = try await RelayHarness { try tenant.relayYAML($0, delivery: "delivery:\n  retry: [1s]\n  max_age: 3s") }
+        let relay = try await RelayHarness { try tenant.relayYAML($0, delivery: "delivery:\n  retry: [1s]\n  max_age: 6s") }
         let sent = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["someone@contoso.com"], content: message(from: "scanner@contoso.com", subject: "late"))
         #expect(sent["ok"] as? Bool == true)
 

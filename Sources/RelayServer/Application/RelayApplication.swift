@@ -55,6 +55,10 @@ public final class RelayApplication: Sendable {
             dataDirectory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
             do {
                 try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+            } catch {
+                throw RelayStartupError("storage \(path): cannot create directory \(dataDirectory): \((error as NSError).localizedDescription)")
+            }
+            do {
                 store = try SQLiteQueueStore(path: path, logger: logger)
             } catch {
                 throw RelayStartupError("storage \(path) is not usable: \(error)")

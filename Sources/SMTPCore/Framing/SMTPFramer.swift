@@ -1,4 +1,9 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Problems found in message content. The content is read to its end
 /// regardless, so the client sees one clear reply and the session stays in step.
@@ -166,6 +171,17 @@ public struct SMTPFramer: Sendable {
             var i = 0
             let count = bytes.count
             while i < count {
+                if state == .inLine {
+                    // Fast path: copy the run of ordinary octets up to the next CR, LF or NUL in one go.
+                    let run = Self.ordinaryRun(bytes, from: i)
+                    if run > 0 {
+                        output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[i..<(i + run)]))
+                        lineLength += run
+                        if lineLength > maxLine { found.insert(.lineTooLong) }
+                        i += run
+                        if i == count { break }
+                    }
+                }
                 let byte = bytes[i]
                 i += 1
                 switch state {
@@ -238,6 +254,17 @@ public struct SMTPFramer: Sendable {
             return .dataEnd(found)
         }
         return output.readableBytes > 0 ? .content(output) : nil
+    }
+
+    /// How many octets from `start` are neither CR, LF nor NUL (memchr: this is the hot loop of every message).
+    private static func ordinaryRun(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
+        guard let base = bytes.baseAddress, start < bytes.count else { return 0 }
+        let pointer = base + start
+        var limit = bytes.count - start
+        if let found = memchr(pointer, 13, limit) { limit = UnsafeRawPointer(found) - pointer }
+        if let found = memchr(pointer, 10, limit) { limit = UnsafeRawPointer(found) - pointer }
+        if let found = memchr(pointer, 0, limit) { limit = UnsafeRawPointer(found) - pointer }
+        return limit
     }
 
     @inline(__always)
