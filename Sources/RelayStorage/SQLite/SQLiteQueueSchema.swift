@@ -47,6 +47,14 @@ enum SQLiteQueueSchema {
                 CREATE INDEX attempts_by_message ON attempts(message_id, started_at);
                 """)
         }
+        migrator.registerMigration("v2: inline content of small messages") { db in
+            try db.execute(sql: """
+                CREATE TABLE contents (
+                    message_id TEXT PRIMARY KEY NOT NULL,
+                    data BLOB NOT NULL
+                )
+                """)
+        }
         return migrator
     }
 }

@@ -17,7 +17,15 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     private let spool: SpoolDirectory
     /// Threads for `fsync`, which must not block the cooperative pool.
     private let io: BlockingIOPool
-    private let committer: GroupCommitter<RelayQueuedMessage>
+    private let committer: GroupCommitter<PendingInsert>
+    /// Content up to this size is committed into the database instead of a spool file.
+    private let inlineContentLimit: Int
+
+    /// A message on its way into the queue, with its content when it is small.
+    struct PendingInsert: Sendable {
+        var message: RelayQueuedMessage
+        var inlineContent: ByteBuffer?
+    }
     private let logger: Logger
     private let isClosed = Mutex(false)
     /// `flock` on `<path>.lock`, held while the store is open.
@@ -26,7 +34,10 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     /// Opens (or creates) the queue database at `path`, migrates it, and removes
     /// spool files left by commits that never completed.
     /// - Parameter spoolDirectory: where content files live; `<directory of path>/spool` by default.
-    public init(path: String, spoolDirectory: String? = nil, logger: Logger) throws {
+    /// - Parameter inlineContentLimit: messages up to this size are kept in the
+    ///   database (64 KiB by default); 0 puts every message in a spool file.
+    public init(path: String, spoolDirectory: String? = nil, inlineContentLimit: Int = 64 * 1024, logger: Logger) throws {
+        self.inlineContentLimit = inlineContentLimit
         let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
         let database: DatabasePool
         let spool: SpoolDirectory
@@ -107,21 +118,26 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     // MARK: Ingress
 
     public func makeWriter(id: RelayQueueID) throws -> any RelayMessageWriter {
-        try spool.makeWriter(id: id)
+        try spool.makeWriter(id: id, inlineLimit: inlineContentLimit)
     }
 
     public func commit(_ writer: any RelayMessageWriter, envelope: RelayEnvelope, now: Date) async throws -> RelayQueuedMessage {
         guard let writer = writer as? SpoolWriter, writer.directory == spool.path else {
             throw RelayStorageError(.io, "the writer does not belong to this store")
         }
-        let (descriptor, size) = try writer.handOver()
+        let (content, size) = try writer.handOver()
         let message = RelayQueuedMessage(
             id: writer.id, envelope: envelope,
             recipients: envelope.recipients.map { RelayRecipient(address: $0) },
             state: .queued, size: size, receivedAt: now, nextAttemptAt: now, attempts: 0, lastError: nil)
         do {
-            try await synchronizeAndClose(descriptor)
-            try await committer.submit(message)
+            switch content {
+            case .file(let descriptor):
+                try await synchronizeAndClose(descriptor)
+                try await committer.submit(PendingInsert(message: message, inlineContent: nil))
+            case .inline(let bytes):
+                try await committer.submit(PendingInsert(message: message, inlineContent: bytes))
+            }
             return message
         } catch {
             // Not acknowledged, so nothing may remain: the row was not written, remove the file.
@@ -175,13 +191,23 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     }
 
     public func openContent(id: RelayQueueID) throws -> any RelayContentReader {
-        try spool.openReader(id: id)
+        let inline = try Self.withStorageErrorsSync("read content") {
+            try database.read { db in
+                try Data.fetchOne(db, sql: "SELECT data FROM contents WHERE message_id = ?", arguments: [id.rawValue])
+            }
+        }
+        if let inline { return InlineContentReader(ByteBuffer(bytes: inline)) }
+        return try spool.openReader(id: id)
     }
 
     public func recordAttempt(id: RelayQueueID, owner: String, result: RelayAttemptResult) async throws {
         let isFinished = try await withStorageErrors("record attempt") {
             try await database.write { db in
-                try Self.applyAttempt(id: id, owner: owner, result: result, db)
+                let finished = try Self.applyAttempt(id: id, owner: owner, result: result, db)
+                if finished {
+                    try db.execute(sql: "DELETE FROM contents WHERE message_id = ?", arguments: [id.rawValue])
+                }
+                return finished
             }
         }
         // After the commit: a crash before this leaves a file that the next open removes.
@@ -274,12 +300,15 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     /// One group commit: sync the spool directory once for every file in the
     /// batch, then insert every row in one transaction.
     private static func insertBatch(
-        _ batch: [RelayQueuedMessage], database: DatabasePool, spool: SpoolDirectory, io: BlockingIOPool
+        _ batch: [PendingInsert], database: DatabasePool, spool: SpoolDirectory, io: BlockingIOPool
     ) async -> [Result<Void, any Error>] {
-        do {
-            try await io.run { try spool.synchronize() }
-        } catch {
-            return batch.map { _ in .failure(error is BlockingIOPool.ShutDownError ? RelayStorageError(.io, "the store is closed") : error) }
+        // Only files need their directory entries synced; inline content rides in the transaction.
+        if batch.contains(where: { $0.inlineContent == nil }) {
+            do {
+                try await io.run { try spool.synchronize() }
+            } catch {
+                return batch.map { _ in .failure(error is BlockingIOPool.ShutDownError ? RelayStorageError(.io, "the store is closed") : error) }
+            }
         }
         do {
             try await database.write { db in
@@ -302,7 +331,12 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
         }
     }
 
-    private static func insert(_ message: RelayQueuedMessage, _ db: Database) throws {
+    private static func insert(_ pending: PendingInsert, _ db: Database) throws {
+        let message = pending.message
+        if let content = pending.inlineContent {
+            try db.cachedStatement(sql: "INSERT INTO contents (message_id, data) VALUES (?, ?)")
+                .execute(arguments: [message.id.rawValue, Data(content.readableBytesView)])
+        }
         let envelope = String(decoding: try JSONEncoder.queue.encode(message.envelope), as: UTF8.self)
         try db.cachedStatement(sql: """
             INSERT INTO messages (id, state, sender, route, envelope, size, received_at, next_attempt_at, attempts)
@@ -476,6 +510,14 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
             return try await body()
         } catch {
             throw Self.storageError(error, operation)
+        }
+    }
+
+    private static func withStorageErrorsSync<Result>(_ operation: String, _ body: () throws -> Result) throws -> Result {
+        do {
+            return try body()
+        } catch {
+            throw storageError(error, operation)
         }
     }
 

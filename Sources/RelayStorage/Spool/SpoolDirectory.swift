@@ -40,15 +40,21 @@ final class SpoolDirectory: Sendable {
     }
 
     /// Creates the content file; fails if one already exists for `id`.
-    func makeWriter(id: RelayQueueID) throws -> SpoolWriter {
+    /// - Parameter inlineLimit: content up to this size stays in memory (and goes into the database).
+    func makeWriter(id: RelayQueueID, inlineLimit: Int) throws -> SpoolWriter {
         // The id becomes a file name: refuse anything that is not a well-formed id.
         guard RelayQueueID(validating: id.rawValue) != nil else {
             throw RelayStorageError(.io, "malformed queue id")
         }
         let filePath = filePath(for: id)
-        let descriptor = open(filePath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw POSIXFile.error("create \(id)", errno) }
-        return SpoolWriter(id: id, path: filePath, directory: path, descriptor: descriptor)
+        var descriptor: Int32?
+        if inlineLimit <= 0 {
+            // Everything goes to a file: create it now, so a reused id fails here.
+            let created = open(filePath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard created >= 0 else { throw POSIXFile.error("create \(id)", errno) }
+            descriptor = created
+        }
+        return SpoolWriter(id: id, path: filePath, directory: path, inlineLimit: inlineLimit, descriptor: descriptor)
     }
 
     func openReader(id: RelayQueueID) throws -> SpoolReader {

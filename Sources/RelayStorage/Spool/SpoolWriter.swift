@@ -10,14 +10,28 @@ import Musl
 import Darwin
 #endif
 
-/// Appends one message's content to its spool file as the chunks arrive.
+/// Takes one message's content as the chunks arrive.
 ///
-/// `write(_:)` runs on an event loop, so it is a plain `write(2)` into the
-/// page cache and nothing more; the one `fsync` happens at commit, on the
-/// store's I/O threads. The state sits behind an (uncontended) lock so that the
-/// writer is honestly `Sendable` when a session hands it to `commit`.
+/// Content up to `inlineLimit` octets stays in memory and is committed into
+/// the database with the envelope, in the same group transaction: most relay
+/// mail is small, and a file created, synced and unlinked per message costs
+/// more than the message (ext4's inode allocation showed at the top of the
+/// benchmark's profile). Past the limit the writer spills to a spool file, so
+/// memory per session stays bounded whatever the message size.
+///
+/// `write(_:)` runs on an event loop, so it is a memory copy or a plain
+/// `write(2)` into the page cache and nothing more; the one `fsync` happens at
+/// commit, on the store's I/O threads. The state sits behind an (uncontended)
+/// lock so that the writer is honestly `Sendable` when a session hands it to `commit`.
 public final class SpoolWriter: RelayMessageWriter {
+    enum Content {
+        case inline(ByteBuffer)
+        case file(descriptor: Int32)
+    }
+
     private enum Phase {
+        /// Small so far: in memory.
+        case buffering(ByteBuffer)
         case open(descriptor: Int32)
         /// The store took the descriptor to sync it; the file is the store's now.
         case handedOver
@@ -33,13 +47,16 @@ public final class SpoolWriter: RelayMessageWriter {
     let path: String
     /// The spool directory that made this writer, so that a store refuses another store's writer.
     let directory: String
+    private let inlineLimit: Int
     private let state: Mutex<State>
 
-    init(id: RelayQueueID, path: String, directory: String, descriptor: Int32) {
+    /// - Parameter descriptor: an already created file, when nothing is to be kept in memory.
+    init(id: RelayQueueID, path: String, directory: String, inlineLimit: Int, descriptor: Int32? = nil) {
         self.id = id
         self.path = path
         self.directory = directory
-        self.state = Mutex(State(phase: .open(descriptor: descriptor)))
+        self.inlineLimit = inlineLimit
+        self.state = Mutex(State(phase: descriptor.map { .open(descriptor: $0) } ?? .buffering(ByteBuffer())))
     }
 
     deinit {
@@ -53,9 +70,33 @@ public final class SpoolWriter: RelayMessageWriter {
 
     public func write(_ chunk: ByteBuffer) throws {
         try state.withLock { state in
-            guard case .open(let descriptor) = state.phase else {
+            let descriptor: Int32
+            switch state.phase {
+            case .buffering(var buffer):
+                if buffer.readableBytes + chunk.readableBytes <= inlineLimit {
+                    state.phase = .aborted  // drop the enum's reference so the buffer is not copied on write
+                    buffer.writeImmutableBuffer(chunk)
+                    state.phase = .buffering(buffer)
+                    state.size += chunk.readableBytes
+                    return
+                }
+                // Too large to keep in memory: from here on the content streams to a file.
+                let created = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                guard created >= 0 else { throw POSIXFile.error("create \(id)", errno) }
+                state.phase = .open(descriptor: created)
+                try Self.writeAll(buffer, to: created, id: id)
+                descriptor = created
+            case .open(let open):
+                descriptor = open
+            case .handedOver, .aborted:
                 throw RelayStorageError(.io, "write to a closed spool file")
             }
+            try Self.writeAll(chunk, to: descriptor, id: id)
+            state.size += chunk.readableBytes
+        }
+    }
+
+    private static func writeAll(_ chunk: ByteBuffer, to descriptor: Int32, id: RelayQueueID) throws {
             try chunk.withUnsafeReadableBytes { bytes in
                 guard let base = bytes.baseAddress else { return }
                 var offset = 0
@@ -69,12 +110,11 @@ public final class SpoolWriter: RelayMessageWriter {
                     offset += written
                 }
             }
-            state.size += chunk.readableBytes
-        }
     }
 
     public func abort() {
         let descriptor = state.withLock { state -> Int32? in
+            if case .buffering = state.phase { state.phase = .aborted }
             guard case .open(let descriptor) = state.phase else { return nil }
             state.phase = .aborted
             return descriptor
@@ -84,14 +124,19 @@ public final class SpoolWriter: RelayMessageWriter {
         unlink(path)
     }
 
-    /// Gives the open descriptor to the store for syncing; later `abort()` calls do nothing.
-    func handOver() throws -> (descriptor: Int32, size: Int) {
+    /// Gives the content (in memory, or the open descriptor to sync) to the
+    /// store; later `abort()` calls do nothing.
+    func handOver() throws -> (content: Content, size: Int) {
         try state.withLock { state in
-            guard case .open(let descriptor) = state.phase else {
+            let content: Content
+            switch state.phase {
+            case .buffering(let buffer): content = .inline(buffer)
+            case .open(let descriptor): content = .file(descriptor: descriptor)
+            case .handedOver, .aborted:
                 throw RelayStorageError(.io, "commit of a spool file that was aborted or already committed")
             }
             state.phase = .handedOver
-            return (descriptor, state.size)
+            return (content, state.size)
         }
     }
 }

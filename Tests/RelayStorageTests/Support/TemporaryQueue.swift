@@ -12,10 +12,12 @@ struct TemporaryQueue {
     var databasePath: String { directory + "/queue.sqlite" }
     var spoolPath: String { directory + "/spool" }
 
-    func open() throws -> SQLiteQueueStore {
+    /// - Parameter inlineContentLimit: 0 (the default here) puts every message in a
+    ///   spool file, so most tests see the file side; the inline side has its own tests.
+    func open(inlineContentLimit: Int = 0) throws -> SQLiteQueueStore {
         var logger = Logger(label: "relay-storage-tests")
         logger.logLevel = .critical
-        return try SQLiteQueueStore(path: databasePath, logger: logger)
+        return try SQLiteQueueStore(path: databasePath, inlineContentLimit: inlineContentLimit, logger: logger)
     }
 
     func spoolFileExists(_ id: RelayQueueID) -> Bool {
