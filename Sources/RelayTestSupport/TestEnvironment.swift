@@ -116,7 +116,11 @@ with open(args["file"], "rb") as f:
     content = f.read()
 s = None
 try:
-    s = smtplib.SMTP(args["host"], args["port"], source_address=source, timeout=60)
+    if args.get("implicit"):
+        context = ssl.create_default_context(cafile=args["cafile"])
+        s = smtplib.SMTP_SSL(args["host"], args["port"], source_address=source, timeout=60, context=context)
+    else:
+        s = smtplib.SMTP(args["host"], args["port"], source_address=source, timeout=60)
     s.ehlo("client.test")
     if args.get("starttls"):
         context = ssl.create_default_context(cafile=args["cafile"])

@@ -87,6 +87,33 @@ struct RelayEndToEndTests {
         try await relay.stop()
     }
 
+    @Test func plaintextAndImplicitTLSListenersFromOneConfiguration() async throws {
+        let authority = try SandboxCertificateAuthority(commonName: "e2e test CA")
+        let leaf = try authority.issueServerCertificate(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
+        let relay = try await RelayHarness { directory in
+            let certificate = try directory.write("relay.crt", leaf.certificatePEM + "\n", mode: 0o644)
+            let key = try directory.write("relay.key", leaf.privateKeyPEM + "\n")
+            return RelayHarness.sandboxYAML(directory, listener: "tls: none\n    - address: \"127.0.0.1:0\"\n      tls: implicit", extraServer: """
+              tls:
+                certificate_file: \(certificate)
+                private_key_file: \(key)
+            """)
+        }
+        #expect(relay.ports.count == 2)
+        let caDirectory = TemporaryDirectory("ca")
+        let caFile = try caDirectory.write("ca.pem", authority.certificatePEM + "\n", mode: 0o644)
+        let plain = try await sendWithPython(port: relay.ports[0], from: "scanner@contoso.com", to: ["a@contoso.com"], content: Self.message)
+        let implicit = try await sendWithPython(port: relay.ports[1], from: "scanner@contoso.com", to: ["b@contoso.com"], content: Self.message, implicitTLS: caFile)
+        #expect(plain["ok"] as? Bool == true, "\(plain)")
+        #expect(implicit["ok"] as? Bool == true, "\(implicit)")
+        let store = relay.sandbox.mailStore
+        #expect(try await eventually { try store.messages().count == 2 })
+        let received = try store.messages().map { splitReceived(try store.content(of: $0)).received }
+        #expect(received.contains { $0.contains("with ESMTPS (TLSv1.3)") && $0.contains("for <b@contoso.com>") }, "\(received)")
+        #expect(received.contains { $0.contains("with ESMTP\r\n") && $0.contains("for <a@contoso.com>") }, "\(received)")
+        try await relay.stop()
+    }
+
     @Test func aClientOutsideTheAllowlistRelaysNothing() async throws {
         let relay = try await RelayHarness { RelayHarness.sandboxYAML($0, networks: "[\"127.0.0.1/32\", \"127.0.0.2/32\"]") }
         let refused = try await sendWithPython(port: relay.port, from: "a@contoso.com", to: ["b@contoso.com"], content: Self.message, source: "127.0.0.3")

@@ -24,6 +24,8 @@ final class RelayHarness: @unchecked Sendable {
     }
 
     var port: Int { application.smtpPort }
+    /// Ports of every listener, in configuration order.
+    var ports: [Int] { application.smtpAddresses.compactMap(\.port) }
     var sandbox: M365Sandbox { application.sandbox! }
 
     func stop() async throws {
@@ -57,7 +59,7 @@ final class RelayHarness: @unchecked Sendable {
 }
 
 /// Sends `content` with python's smtplib; returns what the script printed.
-func sendWithPython(port: Int, from: String, to: [String], content: [UInt8], source: String = "127.0.0.1", startTLS caFile: String? = nil) async throws -> [String: Any] {
+func sendWithPython(port: Int, from: String, to: [String], content: [UInt8], source: String = "127.0.0.1", startTLS caFile: String? = nil, implicitTLS implicitCAFile: String? = nil) async throws -> [String: Any] {
     let directory = TemporaryDirectory("python-send")
     let file = directory.file("message.eml")
     try Data(content).write(to: URL(fileURLWithPath: file))
@@ -65,6 +67,10 @@ func sendWithPython(port: Int, from: String, to: [String], content: [UInt8], sou
     if let caFile {
         arguments["starttls"] = true
         arguments["cafile"] = caFile
+    }
+    if let implicitCAFile {
+        arguments["implicit"] = true
+        arguments["cafile"] = implicitCAFile
     }
     let json = String(decoding: try JSONSerialization.data(withJSONObject: arguments), as: UTF8.self)
     let result = try await ExternalProcess.python(pythonSendScript, [json])

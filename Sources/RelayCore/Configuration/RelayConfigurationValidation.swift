@@ -27,7 +27,8 @@ extension RelayConfiguration {
         var seenListeners: [RelayEndpoint: Int] = [:]
         for (index, listener) in server.listeners.enumerated() where !items.contains("server.listeners[\(index)]") {
             let path = "server.listeners[\(index)]"
-            if let first = seenListeners[listener.address] {
+            // Port 0 asks the system for a free port each time, so it never collides.
+            if listener.address.port != 0, let first = seenListeners[listener.address] {
                 report("\(path).address", "\(listener.address) is already used by server.listeners[\(first)]")
             } else {
                 seenListeners[listener.address] = index
