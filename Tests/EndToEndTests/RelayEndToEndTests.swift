@@ -114,6 +114,52 @@ struct RelayEndToEndTests {
         try await relay.stop()
     }
 
+    /// CVE-2011-0411 family: a command pipelined behind STARTTLS in plaintext is never run after the handshake.
+    @Test func plaintextInjectedBehindStartTLSIsDiscarded() async throws {
+        let authority = try SandboxCertificateAuthority(commonName: "e2e test CA")
+        let leaf = try authority.issueServerCertificate(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
+        let relay = try await RelayHarness { directory in
+            let certificate = try directory.write("relay.crt", leaf.certificatePEM + "\n", mode: 0o644)
+            let key = try directory.write("relay.key", leaf.privateKeyPEM + "\n")
+            return RelayHarness.sandboxYAML(directory, listener: "tls: starttls", extraServer: """
+              tls:
+                certificate_file: \(certificate)
+                private_key_file: \(key)
+            """)
+        }
+        let caDirectory = TemporaryDirectory("ca")
+        let caFile = try caDirectory.write("ca.pem", authority.certificatePEM + "\n", mode: 0o644)
+        let script = """
+        import socket, ssl, sys, json
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+        f = s.makefile("rb")
+        def reply(f):
+            lines = []
+            while True:
+                line = f.readline().decode().rstrip("\\r\\n")
+                lines.append(line)
+                if len(line) < 4 or line[3] == " ":
+                    return lines
+        reply(f)
+        s.sendall(b"EHLO attacker.test\\r\\n"); reply(f)
+        s.sendall(b"STARTTLS\\r\\nNOOP injected\\r\\n")
+        ready = reply(f)
+        context = ssl.create_default_context(cafile=sys.argv[2])
+        t = context.wrap_socket(s, server_hostname="localhost")
+        g = t.makefile("rb")
+        t.sendall(b"MAIL FROM:<a@contoso.com>\\r\\n")
+        first = reply(g)
+        print(json.dumps({"ready": ready, "first": first, "tls": t.version()}))
+        """
+        let result = try await ExternalProcess.python(script, [String(relay.port), caFile])
+        let output = try #require(result.stdout.split(separator: "\n").last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }, "\(result.stderr)")
+        #expect((output["ready"] as? [String])?.first?.hasPrefix("220 2.0.0") == true, "\(output)")
+        // Had the injected NOOP run, its 250 would be the first reply over TLS.
+        #expect((output["first"] as? [String]) == ["503 5.5.1 Send HELO or EHLO first"], "\(output)")
+        #expect((output["tls"] as? String)?.hasPrefix("TLSv1.") == true)
+        try await relay.stop()
+    }
+
     @Test func aClientOutsideTheAllowlistRelaysNothing() async throws {
         let relay = try await RelayHarness { RelayHarness.sandboxYAML($0, networks: "[\"127.0.0.1/32\", \"127.0.0.2/32\"]") }
         let refused = try await sendWithPython(port: relay.port, from: "a@contoso.com", to: ["b@contoso.com"], content: Self.message, source: "127.0.0.3")
