@@ -23,7 +23,7 @@ public final class M365Sandbox: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
-        mailStore = try M365SandboxMailStore(dataDirectory: configuration.dataDirectory)
+        mailStore = try M365SandboxMailStore(dataDirectory: configuration.dataDirectory, logger: logger)
         let authority = try Self.loadOrCreateAuthority(in: configuration.dataDirectory)
         caFile = (configuration.dataDirectory as NSString).appendingPathComponent("ca.pem")
         let leaf = try authority.issueServerCertificate(dnsNames: ["localhost", configuration.hostname], ipAddresses: ["127.0.0.1", "::1"])

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import SMTPCore
@@ -22,9 +23,11 @@ public struct M365SandboxMessage: Codable, Sendable, Hashable {
 
 public final class M365SandboxMailStore: Sendable {
     public let directory: String
+    let logger: Logger
     private let counter = NIOLockedValueBox(0)
 
-    public init(dataDirectory: String) throws {
+    public init(dataDirectory: String, logger: Logger = Logger(label: "m365-relay.sandbox")) throws {
+        self.logger = logger
         directory = (dataDirectory as NSString).appendingPathComponent("messages")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
@@ -121,6 +124,7 @@ final class M365SandboxSink: SMTPMessageSink, @unchecked Sendable {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(record).write(to: URL(fileURLWithPath: store.path("\(id).json")), options: .atomic)
         } catch {
+            store.logger.error("Sandbox could not store a message", metadata: ["id": "\(id)", "error": "\(error)"])
             abort()
             return SMTPReply(451, .init(4, 3, 0), "Temporary server error. Please try again later")
         }
