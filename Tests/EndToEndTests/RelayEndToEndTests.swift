@@ -58,19 +58,7 @@ struct RelayEndToEndTests {
     }
 
     @Test func startTLSWithATestCertificate() async throws {
-        let authority = try SandboxCertificateAuthority(commonName: "e2e test CA")
-        let leaf = try authority.issueServerCertificate(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
-        let relay = try await RelayHarness { directory in
-            let certificate = try directory.write("relay.crt", leaf.certificatePEM + "\n", mode: 0o644)
-            let key = try directory.write("relay.key", leaf.privateKeyPEM + "\n")
-            return RelayHarness.sandboxYAML(directory, listener: "tls: starttls\n      require_tls: true", extraServer: """
-              tls:
-                certificate_file: \(certificate)
-                private_key_file: \(key)
-            """)
-        }
-        let caDirectory = TemporaryDirectory("ca")
-        let caFile = try caDirectory.write("ca.pem", authority.certificatePEM + "\n", mode: 0o644)
+        let (relay, caFile) = try await RelayHarness.withTestCertificate(listener: "tls: starttls\n      require_tls: true")
 
         // Without STARTTLS the listener refuses MAIL.
         let plain = try await sendWithPython(port: relay.port, from: "a@contoso.com", to: ["b@contoso.com"], content: Array("Subject: x\r\n\r\nx\r\n".utf8))
@@ -88,20 +76,8 @@ struct RelayEndToEndTests {
     }
 
     @Test func plaintextAndImplicitTLSListenersFromOneConfiguration() async throws {
-        let authority = try SandboxCertificateAuthority(commonName: "e2e test CA")
-        let leaf = try authority.issueServerCertificate(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
-        let relay = try await RelayHarness { directory in
-            let certificate = try directory.write("relay.crt", leaf.certificatePEM + "\n", mode: 0o644)
-            let key = try directory.write("relay.key", leaf.privateKeyPEM + "\n")
-            return RelayHarness.sandboxYAML(directory, listener: "tls: none\n    - address: \"127.0.0.1:0\"\n      tls: implicit", extraServer: """
-              tls:
-                certificate_file: \(certificate)
-                private_key_file: \(key)
-            """)
-        }
+        let (relay, caFile) = try await RelayHarness.withTestCertificate(listener: "tls: none\n    - address: \"127.0.0.1:0\"\n      tls: implicit")
         #expect(relay.ports.count == 2)
-        let caDirectory = TemporaryDirectory("ca")
-        let caFile = try caDirectory.write("ca.pem", authority.certificatePEM + "\n", mode: 0o644)
         let plain = try await sendWithPython(port: relay.ports[0], from: "scanner@contoso.com", to: ["a@contoso.com"], content: Self.message)
         let implicit = try await sendWithPython(port: relay.ports[1], from: "scanner@contoso.com", to: ["b@contoso.com"], content: Self.message, implicitTLS: caFile)
         #expect(plain["ok"] as? Bool == true, "\(plain)")
@@ -116,19 +92,7 @@ struct RelayEndToEndTests {
 
     /// CVE-2011-0411 family: a command pipelined behind STARTTLS in plaintext is never run after the handshake.
     @Test func plaintextInjectedBehindStartTLSIsDiscarded() async throws {
-        let authority = try SandboxCertificateAuthority(commonName: "e2e test CA")
-        let leaf = try authority.issueServerCertificate(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
-        let relay = try await RelayHarness { directory in
-            let certificate = try directory.write("relay.crt", leaf.certificatePEM + "\n", mode: 0o644)
-            let key = try directory.write("relay.key", leaf.privateKeyPEM + "\n")
-            return RelayHarness.sandboxYAML(directory, listener: "tls: starttls", extraServer: """
-              tls:
-                certificate_file: \(certificate)
-                private_key_file: \(key)
-            """)
-        }
-        let caDirectory = TemporaryDirectory("ca")
-        let caFile = try caDirectory.write("ca.pem", authority.certificatePEM + "\n", mode: 0o644)
+        let (relay, caFile) = try await RelayHarness.withTestCertificate(listener: "tls: starttls")
         let script = """
         import socket, ssl, sys, json
         s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)

@@ -33,6 +33,24 @@ final class RelayHarness: @unchecked Sendable {
         try await runner.value
     }
 
+    /// A relay whose listeners (`listener` is their YAML) use a certificate from
+    /// a CA made for the test; returns the relay and the CA's PEM file for clients.
+    static func withTestCertificate(listener: String) async throws -> (RelayHarness, caFile: String) {
+        let authority = try SandboxCertificateAuthority(commonName: "e2e test CA")
+        let leaf = try authority.issueServerCertificate(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
+        let relay = try await RelayHarness { directory in
+            let certificate = try directory.write("relay.crt", leaf.certificatePEM + "\n", mode: 0o644)
+            let key = try directory.write("relay.key", leaf.privateKeyPEM + "\n")
+            return sandboxYAML(directory, listener: listener, extraServer: """
+              tls:
+                certificate_file: \(certificate)
+                private_key_file: \(key)
+            """)
+        }
+        let caFile = try relay.directory.write("ca.pem", authority.certificatePEM + "\n", mode: 0o644)
+        return (relay, caFile)
+    }
+
     /// The built-in sandbox setup, on port 0, for the clients given.
     static func sandboxYAML(_ directory: TemporaryDirectory, listener: String = "tls: none", networks: String = "[\"127.0.0.1/32\"]", extraServer: String = "") -> String {
         """
