@@ -18,6 +18,14 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     /// Threads for `fsync`, which must not block the cooperative pool.
     private let io: BlockingIOPool
     private let committer: GroupCommitter<PendingInsert>
+    /// Attempts recorded by concurrent deliveries share one transaction too.
+    private let attemptCommitter: GroupCommitter<PendingAttempt>
+
+    struct PendingAttempt: Sendable {
+        var id: RelayQueueID
+        var owner: String
+        var result: RelayAttemptResult
+    }
     /// Content up to this size is committed into the database instead of a spool file.
     private let inlineContentLimit: Int
 
@@ -86,6 +94,9 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
         self.logger = logger
         self.committer = GroupCommitter { batch in
             await Self.insertBatch(batch, database: database, spool: spool, io: io)
+        }
+        self.attemptCommitter = GroupCommitter { batch in
+            await Self.applyAttemptBatch(batch, database: database, spool: spool)
         }
         do {
             try removeUnacknowledgedContent()
@@ -201,19 +212,41 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     }
 
     public func recordAttempt(id: RelayQueueID, owner: String, result: RelayAttemptResult) async throws {
-        let isFinished = try await withStorageErrors("record attempt") {
-            try await database.write { db in
-                let finished = try Self.applyAttempt(id: id, owner: owner, result: result, db)
-                if finished {
-                    try db.execute(sql: "DELETE FROM contents WHERE message_id = ?", arguments: [id.rawValue])
+        try await withStorageErrors("record attempt") {
+            try await attemptCommitter.submit(PendingAttempt(id: id, owner: owner, result: result))
+        }
+    }
+
+    /// One transaction for every attempt recorded meanwhile; each in its own
+    /// savepoint, so that one lost lease does not undo the others.
+    private static func applyAttemptBatch(_ batch: [PendingAttempt], database: DatabasePool, spool: SpoolDirectory) async -> [Result<Void, any Error>] {
+        let outcomes: [Result<Bool, any Error>]
+        do {
+            outcomes = try await database.write { db in
+                batch.map { pending in
+                    var finished = false
+                    do {
+                        try db.inSavepoint {
+                            finished = try applyAttempt(id: pending.id, owner: pending.owner, result: pending.result, db)
+                            if finished {
+                                try db.execute(sql: "DELETE FROM contents WHERE message_id = ?", arguments: [pending.id.rawValue])
+                            }
+                            return .commit
+                        }
+                        return .success(finished)
+                    } catch {
+                        return .failure(error)
+                    }
                 }
-                return finished
             }
+        } catch {
+            return batch.map { _ in .failure(error) }
         }
         // After the commit: a crash before this leaves a file that the next open removes.
-        if isFinished {
-            spool.remove(id: id)
+        for (pending, outcome) in zip(batch, outcomes) {
+            if case .success(true) = outcome { spool.remove(id: pending.id) }
         }
+        return outcomes.map { $0.map { _ in () } }
     }
 
     public func nextDueDate() async throws -> Date? {
