@@ -176,18 +176,22 @@ public final class SMTPSubmissionTransport: RelayTransport {
     private struct StaleConnection: Error { var underlying: any Error }
 
     private func acquire(identity: String, fresh: Bool) async throws -> Idle {
-        if !fresh {
-            let now = Date()
-            let reusable = idle.withLockedValue { state -> Idle? in
-                while var list = state[identity], let last = list.popLast() {
-                    state[identity] = list.isEmpty ? nil : list
-                    if now.timeIntervalSince(last.since) < settings.idleLifetime && last.connection.isActive { return last }
-                    Task { await last.connection.close() }
-                }
-                return nil
+        let now = Date()
+        let (reusable, expired) = idle.withLockedValue { state -> (Idle?, [Idle]) in
+            // Every identity's stale connections go, not only this one's: a relay
+            // sending as many mailboxes must not keep a socket open for each.
+            var expired: [Idle] = []
+            for (key, list) in state {
+                let (keep, drop) = list.partitioned { now.timeIntervalSince($0.since) < settings.idleLifetime && $0.connection.isActive }
+                expired += drop
+                state[key] = keep.isEmpty ? nil : keep
             }
-            if let reusable { return reusable }
+            guard !fresh, var list = state[identity], let last = list.popLast() else { return (nil, expired) }
+            state[identity] = list.isEmpty ? nil : list
+            return (last, expired)
         }
+        for entry in expired { await entry.connection.close() }
+        if let reusable { return reusable }
         return try await connect(identity: identity)
     }
 
@@ -268,6 +272,17 @@ public final class SMTPSubmissionTransport: RelayTransport {
         if let error = error as? SMTPClientError { return error.reply?.description ?? error.description }
         if let error = error as? NIOSSLError { return "TLS error: \(error)" }
         return "\(error)"
+    }
+}
+
+extension Array {
+    /// The elements that satisfy `belongs`, and the rest, each in order.
+    fileprivate func partitioned(_ belongs: (Element) -> Bool) -> ([Element], [Element]) {
+        var kept: [Element] = [], dropped: [Element] = []
+        for element in self {
+            if belongs(element) { kept.append(element) } else { dropped.append(element) }
+        }
+        return (kept, dropped)
     }
 }
 
