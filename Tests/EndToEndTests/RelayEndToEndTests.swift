@@ -137,6 +137,23 @@ struct RelayEndToEndTests {
         try await relay.stop()
     }
 
+    @Test func allowedSendersAndRecipientsAreEnforced() async throws {
+        let relay = try await RelayHarness {
+            RelayHarness.sandboxYAML($0, senders: "[\"*@contoso.com\"]", recipients: "[\"*@contoso.com\", \"partner@fabrikam.com\"]")
+        }
+        let spoofed = try await sendWithPython(port: relay.port, from: "ceo@fabrikam.com", to: ["a@contoso.com"], content: Array("From: ceo@fabrikam.com\r\n\r\nx\r\n".utf8))
+        #expect((spoofed["error"] as? String)?.contains("5.7.1") == true, "\(spoofed)")
+        let outside = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["someone@elsewhere.test"], content: Self.message)
+        #expect((outside["error"] as? String)?.contains("5.7.1") == true, "\(outside)")
+        let mixed = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["partner@fabrikam.com", "other@fabrikam.com"], content: Self.message)
+        #expect(mixed["ok"] as? Bool == true, "\(mixed)")
+        #expect((mixed["refused"] as? [String: Any])?.keys.sorted() == ["other@fabrikam.com"], "\(mixed)")
+        let store = relay.sandbox.mailStore
+        #expect(try await eventually { try store.messages().count == 1 })
+        #expect(try store.messages().map(\.recipients) == [["partner@fabrikam.com"]])
+        try await relay.stop()
+    }
+
     @Test func shutdownAnswersAnIdleSession421() async throws {
         let relay = try await RelayHarness { RelayHarness.sandboxYAML($0) }
         let script = """

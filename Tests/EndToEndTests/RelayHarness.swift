@@ -52,7 +52,10 @@ final class RelayHarness: @unchecked Sendable {
     }
 
     /// The built-in sandbox setup, on port 0, for the clients given.
-    static func sandboxYAML(_ directory: TemporaryDirectory, listener: String = "tls: none", networks: String = "[\"127.0.0.1/32\"]", extraServer: String = "") -> String {
+    static func sandboxYAML(
+        _ directory: TemporaryDirectory, listener: String = "tls: none", networks: String = "[\"127.0.0.1/32\"]", extraServer: String = "",
+        senders: String = "[\"*\"]", recipients: String = "[\"*\"]"
+    ) -> String {
         """
         server:
           hostname: relay.test
@@ -66,8 +69,8 @@ final class RelayHarness: @unchecked Sendable {
           - name: local
             networks: \(networks)
             auth: none
-            allowed_senders: ["*"]
-            allowed_recipients: ["*"]
+            allowed_senders: \(senders)
+            allowed_recipients: \(recipients)
             route: sandbox
         routes:
           - name: sandbox

@@ -232,6 +232,18 @@ struct ServerSessionTests {
         #expect(d.session.authenticatedIdentity == "user")
     }
 
+    @Test func senderAndRecipientChecks() async {
+        let d = await run("EHLO c\r\nMAIL FROM:<evil@x.test>\r\nMAIL FROM:<ok@x.test>\r\nRCPT TO:<far@y.test>\r\nRCPT TO:<near@x.test>\r\nDATA\r\n") {
+            $0.senderCheck = { $0.address == "ok@x.test" ? nil : SMTPReply(550, .init(5, 7, 1), "Sender address not allowed for this client") }
+            $0.recipientCheck = { $0.domain == "x.test" ? nil : SMTPReply(550, .init(5, 7, 1), "Recipient not allowed") }
+        }
+        let lines = d.output.split(separator: "\r\n").map(String.init).suffix(5)
+        #expect(Array(lines) == [
+            "550 5.7.1 Sender address not allowed for this client", "250 2.1.0 Sender ok",
+            "550 5.7.1 Recipient not allowed", "250 2.1.5 Recipient ok", "354 End data with <CR><LF>.<CR><LF>",
+        ])
+    }
+
     @Test func refusedClientOnlyGetsQuit() async {
         let d = await run("EHLO c\r\nMAIL FROM:<a@x.test>\r\nQUIT\r\n") { $0.refusal = SMTPReply(554, .init(5, 7, 1), "Access denied") }
         #expect(d.output == "554 5.7.1 Access denied\r\n503 5.7.1 Access denied; only QUIT is accepted\r\n503 5.7.1 Access denied; only QUIT is accepted\r\n221 2.0.0 Bye\r\n")

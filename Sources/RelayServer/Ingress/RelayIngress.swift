@@ -41,10 +41,21 @@ final class RelayIngress: SMTPServerDelegate {
         session.clientAddress = connection.clientAddress
         session.startTLSAvailable = listener.tls == .starttls
         session.requireTLS = listener.requireTLS
-        if client(for: connection) == nil {
+        guard let client = client(for: connection) else {
             // No configuration, however incomplete, makes an open relay.
             logger.notice("Connection refused: no client rule matches", metadata: ["client": "\(connection.clientAddress)"])
             session.refusal = SMTPReply(554, .init(5, 7, 1), "Access denied: \(connection.clientAddress) is not an allowed client")
+            return session
+        }
+        let senders = client.allowedSenders
+        session.senderCheck = { sender in
+            RelayAddressPattern.matches(sender.address, anyOf: senders)
+                ? nil : SMTPReply(550, .init(5, 7, 1), "Sender address not allowed for this client")
+        }
+        let recipients = client.allowedRecipients
+        session.recipientCheck = { recipient in
+            RelayAddressPattern.matches(recipient.address, anyOf: recipients)
+                ? nil : SMTPReply(550, .init(5, 7, 1), "Recipient not allowed for this client: relaying denied")
         }
         return session
     }

@@ -57,6 +57,8 @@ public struct SMTPServerSession: Sendable {
         public var refusal: SMTPReply?
         /// The client's address, shown in the EHLO reply.
         public var clientAddress: String = ""
+        /// Decides the envelope sender: nil accepts it, a reply refuses it. Must be pure and quick.
+        public var senderCheck: (@Sendable (SMTPReversePath) -> SMTPReply?)?
         /// Decides each recipient: nil accepts it, a reply refuses it. Must be pure and quick.
         public var recipientCheck: (@Sendable (SMTPMailbox) -> SMTPReply?)?
 
@@ -387,6 +389,9 @@ public struct SMTPServerSession: Sendable {
             }
             if sender.mailbox?.requiresUTF8 == true && !parameters.smtpUTF8 {
                 return errorReply(SMTPReply(553, .init(5, 6, 7), "Non-ASCII address requires SMTPUTF8"))
+            }
+            if let refusal = configuration.senderCheck?(sender) {
+                return .reply(refusal)
             }
             transaction = Transaction(sender: sender, parameters: parameters)
             return .reply(SMTPReply(250, .init(2, 1, 0), "Sender ok"))
