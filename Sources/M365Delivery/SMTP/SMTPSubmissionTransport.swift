@@ -77,8 +77,13 @@ public final class SMTPSubmissionTransport: RelayTransport {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let idle = NIOLockedValueBox([String: [Idle]]())
+    private let now: @Sendable () -> Date
 
-    public init(settings: Settings, credentials: any SMTPCredentialProvider, group: any EventLoopGroup, logger: Logger) {
+    public init(
+        settings: Settings, credentials: any SMTPCredentialProvider, group: any EventLoopGroup, logger: Logger,
+        now: @escaping @Sendable () -> Date = Date.init
+    ) {
+        self.now = now
         self.settings = settings
         self.credentials = credentials
         self.group = group
@@ -176,13 +181,13 @@ public final class SMTPSubmissionTransport: RelayTransport {
     private struct StaleConnection: Error { var underlying: any Error }
 
     private func acquire(identity: String, fresh: Bool) async throws -> Idle {
-        let now = Date()
+        let current = now()
         let (reusable, expired) = idle.withLockedValue { state -> (Idle?, [Idle]) in
             // Every identity's stale connections go, not only this one's: a relay
             // sending as many mailboxes must not keep a socket open for each.
             var expired: [Idle] = []
             for (key, list) in state {
-                let (keep, drop) = list.partitioned { now.timeIntervalSince($0.since) < settings.idleLifetime && $0.connection.isActive }
+                let (keep, drop) = list.partitioned { current.timeIntervalSince($0.since) < settings.idleLifetime && $0.connection.isActive }
                 expired += drop
                 state[key] = keep.isEmpty ? nil : keep
             }
@@ -196,7 +201,7 @@ public final class SMTPSubmissionTransport: RelayTransport {
     }
 
     private func release(_ connection: SMTPClientConnection, capabilities: SMTPCapabilities, identity: String) {
-        idle.withLockedValue { $0[identity, default: []].append(Idle(connection: connection, capabilities: capabilities, since: Date())) }
+        idle.withLockedValue { $0[identity, default: []].append(Idle(connection: connection, capabilities: capabilities, since: now())) }
     }
 
     private func connect(identity: String) async throws -> Idle {
@@ -215,7 +220,7 @@ public final class SMTPSubmissionTransport: RelayTransport {
                     try await connection.startTLS(context: context, serverHostname: settings.serverHostname ?? settings.host)
                     action = session.tlsEstablished()
                 case .ready(let capabilities):
-                    return Idle(connection: connection, capabilities: capabilities, since: Date())
+                    return Idle(connection: connection, capabilities: capabilities, since: now())
                 case .failed(let error):
                     if let reply = error.reply, reply.code != 421 {
                         try? await connection.write(ByteBuffer(string: "QUIT\r\n"))

@@ -67,32 +67,20 @@ public final class RelayApplication: Sendable {
             throw RelayStartupError("storage: PostgreSQL is not available in this version; use sqlite:PATH")
         }
 
-        var sandbox: (M365Sandbox, port: Int, token: String)?
-        func embeddedSandbox() throws -> (M365Sandbox, port: Int, token: String) {
-            if let sandbox { return sandbox }
-            var sandboxConfiguration = M365SandboxConfiguration(dataDirectory: (dataDirectory as NSString).appendingPathComponent("sandbox"))
-            // The relay and its embedded sandbox share a token nobody else knows.
-            let token = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 36) }.joined()
-            sandboxConfiguration.anyMailboxToken = token
-            var sandboxLogger = logger
-            sandboxLogger[metadataKey: "component"] = "sandbox"
-            let instance = try M365Sandbox(configuration: sandboxConfiguration, smtp: ("127.0.0.1", 0), group: group, logger: sandboxLogger)
-            sandbox = (instance, 0, token)
-            return sandbox!
-        }
-        // Build transports; the sandbox, when used, must be listening before delivery starts.
+        // The embedded sandbox, when a route uses it, listens before delivery starts.
+        var sandbox: EmbeddedSandbox?
         let transports: [String: any RelayTransport]
         do {
             if configuration.routes.contains(where: { $0.mode == .sandbox }) {
-                let (instance, _, token) = try embeddedSandbox()
-                let port = try await instance.start()
-                sandbox = (instance, port, token)
+                sandbox = try await EmbeddedSandbox.start(dataDirectory: dataDirectory, group: group, logger: logger)
             }
-            transports = try RelayRouteTransports.make(configuration: configuration, sandbox: { try embeddedSandbox() }, group: group, logger: logger)
+            transports = try RelayRouteTransports.make(configuration: configuration, sandbox: sandbox, group: group, logger: logger)
         } catch let error as RelayStartupError {
+            if let sandbox { await sandbox.instance.shutdown() }
             store.close()
             throw error
         } catch {
+            if let sandbox { await sandbox.instance.shutdown() }
             store.close()
             throw RelayStartupError("sandbox: \(error)")
         }
@@ -151,14 +139,14 @@ public final class RelayApplication: Sendable {
             }
         } catch {
             for server in servers { await server.shutdown(gracePeriod: .zero) }
-            if let sandbox { await sandbox.0.shutdown() }
+            if let sandbox { await sandbox.instance.shutdown() }
             store.close()
             throw (error as? RelayStartupError) ?? RelayStartupError("\(error)")
         }
 
         // Reverse order of shutdown: ingress stops first, the sandbox last.
         var services: [any Service] = []
-        if let sandbox { services.append(sandbox.0) }
+        if let sandbox { services.append(sandbox.instance) }
         services.append(delivery)
         services += servers.map { SMTPIngressService(server: $0) }
         let serviceGroup = ServiceGroup(configuration: .init(
@@ -166,7 +154,7 @@ public final class RelayApplication: Sendable {
             gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
             logger: logger))
         return RelayApplication(
-            configuration: configuration, smtpAddresses: addresses, sandbox: sandbox?.0, store: store,
+            configuration: configuration, smtpAddresses: addresses, sandbox: sandbox?.instance, store: store,
             delivery: delivery, serviceGroup: serviceGroup, logger: logger)
     }
 
@@ -196,5 +184,24 @@ public final class RelayApplication: Sendable {
         } catch {
             throw RelayStartupError("server.tls: cannot load certificate \(tls.certificateFile) or its key: \(error)")
         }
+    }
+}
+
+/// The Microsoft 365 simulator running inside the relay for routes of mode
+/// `sandbox`, on a loopback port, with a token only the relay knows.
+struct EmbeddedSandbox {
+    let instance: M365Sandbox
+    let port: Int
+    let token: String
+
+    static func start(dataDirectory: String, group: any EventLoopGroup, logger: Logger) async throws -> EmbeddedSandbox {
+        var configuration = M365SandboxConfiguration(dataDirectory: (dataDirectory as NSString).appendingPathComponent("sandbox"))
+        let token = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 36) }.joined()
+        configuration.anyMailboxToken = token
+        var sandboxLogger = logger
+        sandboxLogger[metadataKey: "component"] = "sandbox"
+        let instance = try M365Sandbox(configuration: configuration, smtp: ("127.0.0.1", 0), group: group, logger: sandboxLogger)
+        let port = try await instance.start()
+        return EmbeddedSandbox(instance: instance, port: port, token: token)
     }
 }

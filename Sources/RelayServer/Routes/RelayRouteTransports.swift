@@ -10,7 +10,7 @@ import SMTPCore
 /// Builds one transport per route from the configuration.
 enum RelayRouteTransports {
     static func make(
-        configuration: RelayConfiguration, sandbox: () throws -> (M365Sandbox, port: Int, token: String),
+        configuration: RelayConfiguration, sandbox: EmbeddedSandbox?,
         group: any EventLoopGroup, logger: Logger
     ) throws -> [String: any RelayTransport] {
         var transports: [String: any RelayTransport] = [:]
@@ -20,17 +20,16 @@ enum RelayRouteTransports {
             routeLogger[metadataKey: "route"] = "\(route.name)"
             switch route.mode {
             case .sandbox:
-                let (sandbox, port, token) = try sandbox()
+                guard let sandbox else { throw RelayStartupError("route \(route.name): the embedded sandbox is not running") }
                 let context: NIOSSLContext
-                do { context = try SMTPSubmissionTransport.makeTLSContext(caFile: sandbox.caFile) }
+                do { context = try SMTPSubmissionTransport.makeTLSContext(caFile: sandbox.instance.caFile) }
                 catch { throw RelayStartupError("route \(route.name): cannot set up TLS to the sandbox: \(error)") }
                 var settings = SMTPSubmissionTransport.Settings(
-                    host: "127.0.0.1", port: port, serverHostname: "localhost", tls: .required, tlsContext: context,
+                    host: "127.0.0.1", port: sandbox.port, serverHostname: "localhost", tls: .required, tlsContext: context,
                     heloName: configuration.server.hostname, mailbox: route.mailbox)
-                settings.idleLifetime = 20
                 settings.bounceMailbox = bounceMailbox
                 transports[route.name] = SMTPSubmissionTransport(
-                    settings: settings, credentials: StaticCredentialProvider(.xoauth2(token: SASLSecret(token))), group: group, logger: routeLogger)
+                    settings: settings, credentials: StaticCredentialProvider(.xoauth2(token: SASLSecret(sandbox.token))), group: group, logger: routeLogger)
 
             case .smtp:
                 let endpoint = route.smtpEndpoint ?? RelayEndpoint(host: "smtp.office365.com", port: 587)
