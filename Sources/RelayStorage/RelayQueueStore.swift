@@ -31,6 +31,13 @@ public protocol RelayQueueStore: Sendable {
     /// delivered, else `failed`, and the content is removed.
     func recordAttempt(id: RelayQueueID, owner: String, result: RelayAttemptResult) async throws
 
+    /// Releases the lease without an attempt: nothing was tried (the sending
+    /// mailbox had no budget, the route is paused), so the attempt count and
+    /// the retry schedule are untouched. The message is due again at `until`,
+    /// on `route` when given (a fallback route; the caller makes sure no
+    /// recipient was delivered by the old one).
+    func postpone(id: RelayQueueID, owner: String, until: Date, route: String?) async throws
+
     /// The soonest `nextAttemptAt` of a queued message, so delivery can sleep until then.
     func nextDueDate() async throws -> Date?
 

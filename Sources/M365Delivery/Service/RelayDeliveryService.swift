@@ -24,6 +24,18 @@ public final class RelayDeliveryService: Service, Sendable {
         /// The `From:` of delivery status notifications, per route: the mailbox
         /// they are sent as (PRODUCT.md: the route's `mailbox`, else `delivery.operator`).
         public var bounceSenders: [String: String] = [:]
+        /// What the service knows of each route: quotas, fallback, size limit, tenant.
+        public var routes: [String: RelayDeliveryRoute] = [:]
+        /// How long a route stays paused after Microsoft refused its
+        /// configuration before it is tried again (`delivery.route_pause`).
+        public var routePause: TimeInterval = 300
+        /// How long a tenant's routes stay stopped after Microsoft refused the
+        /// tenant's traffic (`delivery.tenant_stop`).
+        public var tenantStop: TimeInterval = 3600
+        /// When a mailbox's connections are all busy, how soon its message is looked at again.
+        public var slotRecheck: TimeInterval = 0.25
+        /// Retry delay after a throttle that named no `Retry-After` (`432 4.3.2`).
+        public var throttleRetry: TimeInterval = 10
 
         public init(hostname: String, schedule: RelayRetrySchedule, bounces: RelayConfiguration.BounceTarget, operatorAddress: String?, concurrency: Int) {
             self.hostname = hostname
@@ -42,6 +54,10 @@ public final class RelayDeliveryService: Service, Sendable {
     private let now: @Sendable () -> Date
     private let wakeSignal = DeliveryWakeSignal()
     private let stopping = NIOLockedValueBox(false)
+    /// Paused routes and stopped tenants.
+    public let health: RelayRouteHealth
+    /// One quota governor per route, keyed by sending mailbox inside.
+    private let governors: NIOLockedValueBox<[String: M365QuotaGovernor]>
 
     public init(
         store: any RelayQueueStore, transports: [String: any RelayTransport], settings: Settings, owner: String,
@@ -53,6 +69,14 @@ public final class RelayDeliveryService: Service, Sendable {
         self.owner = owner
         self.logger = logger
         self.now = now
+        self.health = RelayRouteHealth(tenants: settings.routes.compactMapValues(\.tenant))
+        self.governors = NIOLockedValueBox(settings.routes.mapValues { M365QuotaGovernor(quotas: $0.quotas, margin: $0.quotaMargin) })
+    }
+
+    /// Quota use of a sending mailbox on a route (for the API and tests).
+    public func quotaUsage(route: String, mailbox: String) -> M365QuotaGovernor.Usage? {
+        let at = now()
+        return governors.withLockedValue { $0[route]?.usage(mailbox: mailbox, now: at) }
     }
 
     /// New work may be due: look now rather than at the next poll.
@@ -112,37 +136,200 @@ public final class RelayDeliveryService: Service, Sendable {
     // MARK: One message
 
     func deliver(_ message: RelayQueuedMessage) async {
-        let started = now()
-        let pending = message.pendingRecipients
         var logger = self.logger
         logger[metadataKey: "queue_id"] = "\(message.id)"
-        let outcome: RelayTransportOutcome
-        if let transport = transports[message.envelope.route] {
-            do {
-                let content = try store.openContent(id: message.id)
-                outcome = await transport.deliver(message, recipients: pending, content: content)
-                content.close()
-            } catch {
-                outcome = .all(pending, .temporaryFailure, "Could not read the queued message: \(error)")
-            }
-        } else {
-            outcome = .all(pending, .temporaryFailure, "Route \(message.envelope.route) is not configured")
-        }
-        let finished = now()
+        let routeName = message.envelope.route
+        logger[metadataKey: "route"] = "\(routeName)"
+        let route = settings.routes[routeName]
+        let nothingDelivered = !message.recipients.contains { $0.status == .delivered }
+        let pending = message.pendingRecipients
 
+        if let route, let transport = transports[routeName] {
+            // Too large for this route: its fallback takes it, or nothing can.
+            if message.size > route.maxMessageSize {
+                if let fallback = route.fallback, nothingDelivered {
+                    await postpone(message, until: now(), route: fallback, logger: logger, because: "larger than the route's max_message_size (\(message.size) > \(route.maxMessageSize) octets)")
+                } else {
+                    await record(message, pending: pending, outcome: .all(pending, .permanentFailure,
+                        "552 5.3.4 Message size \(message.size) exceeds the route's limit of \(route.maxMessageSize) octets"), started: now(), logger: logger)
+                }
+                return
+            }
+            // A paused route: the fallback, or wait in the queue until the hold ends.
+            if let hold = health.hold(on: routeName, now: now()) {
+                if let fallback = route.fallback, nothingDelivered, health.hold(on: fallback, now: now()) == nil {
+                    await postpone(message, until: now(), route: fallback, logger: logger, because: "route \(routeName) is \(hold.kind.rawValue): \(hold.reason)")
+                } else {
+                    await postpone(message, until: hold.until, route: nil, logger: logger, because: "route is \(hold.kind.rawValue) until \(hold.until)")
+                }
+                return
+            }
+            // The governor: no budget means the message waits in the queue, not here.
+            let mailbox = sendingMailbox(of: message, on: route)
+            let decision = governors.withLockedValue { $0[routeName]?.request(mailbox: mailbox, recipients: pending.count, now: now()) }
+            var ticket: M365QuotaGovernor.Ticket?
+            switch decision {
+            case .proceed(let issued)?:
+                ticket = issued
+            case .wait(let until, let reason)?:
+                await postpone(message, until: until, route: nil, logger: logger, level: .debug, because: "mailbox \(mailbox) waits for \(reason.rawValue)")
+                return
+            case .waitForSlot?:
+                await postpone(message, until: now().addingTimeInterval(settings.slotRecheck), route: nil, logger: logger, level: .trace, because: "every connection of mailbox \(mailbox) is busy")
+                return
+            case .tooManyRecipients(let maximum)?:
+                await record(message, pending: pending, outcome: .all(pending, .permanentFailure,
+                    "554 5.5.3 The message has more recipients than the mailbox may send in 24 hours (\(maximum))"), started: now(), logger: logger)
+                return
+            case nil:
+                break
+            }
+            let started = now()
+            let outcome = await attempt(message, pending: pending, transport: transport)
+            if let ticket {
+                governors.withLockedValue { $0[routeName]?.finished(ticket, outcome: outcome.submitted ? .submitted : .notSubmitted, now: now()) }
+            }
+            await record(message, pending: pending, outcome: outcome, started: started, route: route, mailbox: mailbox, nothingDelivered: nothingDelivered, logger: logger)
+        } else if let transport = transports[routeName] {
+            let started = now()
+            let outcome = await attempt(message, pending: pending, transport: transport)
+            await record(message, pending: pending, outcome: outcome, started: started, logger: logger)
+        } else {
+            await record(message, pending: pending, outcome: .all(pending, .temporaryFailure, "Route \(routeName) is not configured"), started: now(), logger: logger)
+        }
+    }
+
+    /// How a transport writes Microsoft's reply into a recipient's result.
+    static func replyText(_ reply: M365Reply) -> String {
+        switch reply {
+        case .smtp(let reply): reply.description
+        case .graph(let response): response.description
+        case .connectionFailed(let failure): failure.rawValue
+        case .tokenRefused(let failure): failure.description
+        }
+    }
+
+    private func attempt(_ message: RelayQueuedMessage, pending: [String], transport: any RelayTransport) async -> RelayTransportOutcome {
+        do {
+            let content = try store.openContent(id: message.id)
+            defer { content.close() }
+            return await transport.deliver(message, recipients: pending, content: content)
+        } catch {
+            return .all(pending, .temporaryFailure, "Could not read the queued message: \(error)")
+        }
+    }
+
+    /// The mailbox a message is sent as on a route: the route's `mailbox`, else
+    /// the envelope sender; the bounce mailbox for the null sender.
+    private func sendingMailbox(of message: RelayQueuedMessage, on route: RelayDeliveryRoute) -> String {
+        if let mailbox = route.mailbox { return mailbox }
+        if message.envelope.sender.isEmpty { return settings.bounceSenders[route.name] ?? "" }
+        return message.envelope.sender
+    }
+
+    private func postpone(
+        _ message: RelayQueuedMessage, until: Date, route: String?, logger: Logger, level: Logger.Level = .notice, because reason: String
+    ) async {
+        do {
+            try await store.postpone(id: message.id, owner: owner, until: until, route: route)
+            if let route {
+                logger.notice("Message moved to fallback route", metadata: ["fallback": "\(route)", "reason": "\(reason)"])
+                wakeSignal.signal()
+            } else {
+                logger.log(level: level, "Message waits", metadata: ["until": "\(until)", "reason": "\(reason)"])
+            }
+        } catch {
+            logger.error("Could not postpone a message", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Classifies Microsoft's answer, acts on it (governor, route health), and records the attempt.
+    private func record(
+        _ message: RelayQueuedMessage, pending: [String], outcome: RelayTransportOutcome, started: Date,
+        route: RelayDeliveryRoute? = nil, mailbox: String? = nil, nothingDelivered: Bool = false, logger: Logger
+    ) async {
+        let finished = now()
+        let classification = outcome.reply.map {
+            // Transports refresh a refused token themselves, once: what reaches here stands.
+            M365ReplyClassification.classify($0, on: route?.transport ?? .smtp, canRefreshToken: false)
+        }
+        let routeName = message.envelope.route
+        var deferUntil: Date?
+        var reroute: String?
+        var forcePermanent = false
+        switch classification?.action {
+        case .retry(let retryAfter?)?:
+            deferUntil = finished.addingTimeInterval(retryAfter)
+        case .slowMailbox(let retryAfter)?:
+            if let mailbox {
+                governors.withLockedValue { $0[routeName]?.throttled(mailbox: mailbox, retryAfter: retryAfter, now: finished) }
+            }
+            deferUntil = finished.addingTimeInterval(retryAfter ?? settings.throttleRetry)
+            logger.warning("Microsoft throttled the sending mailbox", metadata: ["mailbox": "\(mailbox ?? "")", "retry_after": "\(retryAfter.map { "\($0)" } ?? "none")", "reply": "\(outcome.summary)"])
+        case .pauseMailboxUntilWindowFrees?:
+            if let mailbox {
+                deferUntil = governors.withLockedValue { $0[routeName]?.recipientQuotaExhausted(mailbox: mailbox, now: finished) }
+            }
+            logger.warning("Sending mailbox paused: daily recipient quota reached", metadata: ["mailbox": "\(mailbox ?? "")", "until": "\(deferUntil.map { "\($0)" } ?? "?")"])
+        case .pauseRoute?, .stopTenant?:
+            let stop = classification?.action == .stopTenant
+            let until = finished.addingTimeInterval(stop ? settings.tenantStop : settings.routePause)
+            let reason = "\(outcome.summary) (\(classification?.meaning ?? ""))"
+            let held = stop
+                ? health.stopTenant(of: routeName, until: until, reason: reason)
+                : health.pause(route: routeName, until: until, reason: reason)
+            logger.critical(stop ? "ALERT: Microsoft refuses the tenant's traffic; its routes are stopped" : "ALERT: route paused",
+                metadata: ["routes": "\(held.joined(separator: ","))", "until": "\(until)", "reply": "\(outcome.summary)",
+                           "meaning": "\(classification?.meaning ?? "")", "remedy": "\(classification?.remedy ?? "")"])
+            if let fallback = route?.fallback, nothingDelivered, health.hold(on: fallback, now: finished) == nil {
+                reroute = fallback
+                deferUntil = finished
+            } else {
+                deferUntil = until
+            }
+        case .failMessage?:
+            forcePermanent = true
+        case .tooLargeForRoute?:
+            if let fallback = route?.fallback, nothingDelivered {
+                reroute = fallback
+                deferUntil = finished
+            } else {
+                forcePermanent = true
+            }
+        case .refreshTokenAndRetry?, .retry(nil)?, .delivered?, nil:
+            break
+        }
+
+        // A reply about the route or the mailbox (a pause, a throttle, a quota,
+        // a size the fallback can take) says nothing against the recipients:
+        // those it refused stay pending. Refusals of their own (an unknown
+        // recipient at RCPT) carry another reply and stand.
+        let holdsRecipients = deferUntil != nil || reroute != nil
+        let decidingReplies: Set<String> = [outcome.summary, outcome.reply.map(Self.replyText) ?? outcome.summary]
         var updates: [RelayRecipient] = []
         var stillPending: [RelayRecipient] = []
         for address in pending {
-            let result = outcome.recipients.first { $0.address == address }
+            var result = outcome.recipients.first { $0.address == address }
+            if holdsRecipients, result?.status == .permanentFailure, let reply = result?.reply, decidingReplies.contains(reply) {
+                result?.status = .temporaryFailure
+            }
             switch result?.status {
             case .delivered?: updates.append(RelayRecipient(address: address, status: .delivered, lastReply: result?.reply))
             case .permanentFailure?: updates.append(RelayRecipient(address: address, status: .failed, lastReply: result?.reply))
+            case .temporaryFailure? where forcePermanent:
+                updates.append(RelayRecipient(address: address, status: .failed, lastReply: result?.reply ?? outcome.summary))
             case .temporaryFailure?, nil: stillPending.append(RelayRecipient(address: address, status: .pending, lastReply: result?.reply ?? outcome.summary))
             }
         }
         let disposition: RelayAttemptResult.Disposition
         if stillPending.isEmpty {
             disposition = .finished
+            reroute = nil
+        } else if let deferUntil {
+            // Microsoft's timing (Retry-After, a paused route or mailbox), not the
+            // schedule's: but never past the message's maximum age.
+            disposition = .deferred(until: min(deferUntil, message.receivedAt.addingTimeInterval(settings.schedule.maxAge)))
+            updates += stillPending
         } else {
             switch settings.schedule.nextAttempt(afterAttempt: message.attempts + 1, receivedAt: message.receivedAt, now: finished) {
             case .retry(let at):
@@ -157,23 +344,35 @@ public final class RelayDeliveryService: Service, Sendable {
         }
         let failed = updates.filter { $0.status == .failed }
         let bounceHeaders = failed.isEmpty ? nil : headerSection(of: message.id)
+        var summary = outcome.summary
+        if let upstreamID = outcome.upstreamID, !summary.contains(upstreamID) { summary += " [\(upstreamID)]" }
 
         do {
             try await store.recordAttempt(id: message.id, owner: owner, result: RelayAttemptResult(
-                startedAt: started, finishedAt: finished, route: message.envelope.route,
-                recipientUpdates: updates, summary: outcome.summary, disposition: disposition))
+                startedAt: started, finishedAt: finished, route: routeName,
+                recipientUpdates: updates, summary: summary, disposition: disposition, reroute: reroute))
         } catch {
             logger.error("Could not record a delivery attempt", metadata: ["error": "\(error)"])
             return
         }
         let delivered = updates.filter { $0.status == .delivered }.count
+        var metadata: Logger.Metadata = ["reply": "\(summary)"]
+        if let mailbox { metadata["mailbox"] = "\(mailbox)" }
+        if let classification, classification.action != .delivered { metadata["meaning"] = "\(classification.meaning)" }
         switch disposition {
         case .finished where failed.isEmpty:
-            logger.info("Message delivered", metadata: ["route": "\(message.envelope.route)", "rcpt_count": "\(delivered)", "reply": "\(outcome.summary)"])
+            metadata["rcpt_count"] = "\(delivered)"
+            logger.info("Message delivered", metadata: metadata)
         case .finished:
-            logger.warning("Message failed", metadata: ["route": "\(message.envelope.route)", "failed": "\(failed.count)", "delivered": "\(delivered)", "reply": "\(outcome.summary)"])
+            metadata["failed"] = "\(failed.count)"
+            metadata["delivered"] = "\(delivered)"
+            logger.warning("Message failed", metadata: metadata)
         case .deferred(let until):
-            logger.notice("Message deferred", metadata: ["route": "\(message.envelope.route)", "pending": "\(stillPending.count)", "retry_at": "\(until)", "reply": "\(outcome.summary)"])
+            metadata["pending"] = "\(stillPending.count)"
+            metadata["retry_at"] = "\(until)"
+            if let reroute { metadata["fallback"] = "\(reroute)" }
+            logger.notice(reroute == nil ? "Message deferred" : "Message deferred to the fallback route", metadata: metadata)
+            if reroute != nil || until <= finished { wakeSignal.signal() }
         }
         if !failed.isEmpty {
             await bounce(message, failed: failed, headers: bounceHeaders ?? ByteBuffer(), logger: logger)

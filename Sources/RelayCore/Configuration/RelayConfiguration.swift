@@ -320,6 +320,28 @@ extension RelayConfiguration {
         /// `max_message_size` in octets. Default 35 MiB (Microsoft 365's
         /// default), 150 MiB for `graph` (upload sessions, M365.md).
         public var maxMessageSize: Int
+        /// The tenant's MX for `connector` and `direct-send` (port 25 unless
+        /// given); nil: derived from `domain` (`contoso-com.mail.protection.outlook.com`).
+        public var mxEndpoint: RelayEndpoint?
+        /// The tenant's domain the MX is derived from, e.g. `contoso.com`.
+        public var domain: String?
+        /// Domains Direct Send may deliver to (the tenant's accepted domains);
+        /// empty: `domain` alone.
+        public var acceptedDomains: [String] = []
+        /// What a `graph` route does with a message over Graph's request limit.
+        public var largeMessages: LargeMessages = .upload
+
+        /// The tenant MX a `connector` or `direct-send` route delivers to.
+        public var effectiveMXEndpoint: RelayEndpoint? {
+            if let mxEndpoint { return mxEndpoint }
+            guard let domain, !domain.isEmpty else { return nil }
+            return RelayEndpoint(host: domain.lowercased().replacingOccurrences(of: ".", with: "-") + ".mail.protection.outlook.com", port: 25)
+        }
+
+        /// The domains Direct Send accepts recipients in.
+        public var effectiveAcceptedDomains: [String] {
+            acceptedDomains.isEmpty ? (domain.map { [$0.lowercased()] } ?? []) : acceptedDomains.map { $0.lowercased() }
+        }
 
         public init(name: String, mode: RouteMode) {
             self.name = name
@@ -350,6 +372,14 @@ extension RelayConfiguration {
     }
 
     /// `routes[].mode`.
+    /// What a `graph` route does with a message larger than one Graph request.
+    public enum LargeMessages: String, Sendable, Hashable, CaseIterable {
+        /// A draft, upload sessions for the attachments, then send.
+        case upload
+        /// The route's `fallback` takes it.
+        case fallback
+    }
+
     public enum RouteMode: String, Sendable, Hashable, CaseIterable {
         /// SMTP AUTH client submission (XOAUTH2, or basic where still allowed).
         case smtp
@@ -425,6 +455,12 @@ extension RelayConfiguration {
         public var operatorAddress: String?
         /// `concurrency`: simultaneous deliveries. Default 16.
         public var concurrency: Int = 16
+        /// `route_pause`: how long a route Microsoft refused (authentication,
+        /// connector attribution) waits before it is tried again. Default 5m.
+        public var routePause: TimeInterval = 300
+        /// `tenant_stop`: how long a tenant's routes stop when Microsoft refuses
+        /// the tenant's traffic (`5.7.705`, `5.7.708`). Default 1h.
+        public var tenantStop: TimeInterval = 3600
 
         public init() {}
     }

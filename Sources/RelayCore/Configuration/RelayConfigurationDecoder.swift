@@ -91,7 +91,7 @@ final class RelayConfigurationDecoder {
         // Items that fail keep a placeholder, so that indices in later problem reports match the file.
         configuration.clients = fields.items("clients").map { decodeClient($0.node, at: $0.path) }
         configuration.routes = fields.items("routes").map { decodeRoute($0.node, at: $0.path) }
-        if let delivery = fields.nested("delivery", keys: ["retry", "max_age", "bounces", "operator", "concurrency"]) {
+        if let delivery = fields.nested("delivery", keys: ["retry", "max_age", "bounces", "operator", "concurrency", "route_pause", "tenant_stop"]) {
             configuration.delivery = decodeDelivery(delivery)
         }
         configuration.dkim = fields.items("dkim").map { decodeDKIM($0.node, at: $0.path) }
@@ -230,7 +230,7 @@ final class RelayConfigurationDecoder {
         guard let fields = mapping(node, at: path, keys: [
             "name", "mode", "tenant_id", "client_id", "client_certificate_file", "login_url", "graph_url",
             "smtp_endpoint", "ca_file", "tls", "username", "mailbox", "scope", "quotas", "quota_margin",
-            "fallback", "max_message_size",
+            "fallback", "max_message_size", "mx_endpoint", "domain", "accepted_domains", "large_messages",
         ], secrets: ["client_secret", "client_key", "password", "token"]) else { return RelayConfiguration.Route(name: "", mode: .sandbox) }
         let name = fields.string("name", required: true)
         let mode: RelayConfiguration.RouteMode? = fields.choice("mode", required: true)
@@ -273,6 +273,16 @@ final class RelayConfigurationDecoder {
         }
         route.fallback = fields.string("fallback")
         if let size = fields.size("max_message_size") { route.maxMessageSize = size }
+        if let endpoint = fields.endpoint("mx_endpoint") {
+            if endpoint.port == 0 {
+                report(fields.keyPath("mx_endpoint"), "port 0 is not a port to connect to")
+            } else {
+                route.mxEndpoint = endpoint
+            }
+        }
+        route.domain = fields.string("domain")
+        if let domains = fields.stringList("accepted_domains") { route.acceptedDomains = domains }
+        if let choice: RelayConfiguration.LargeMessages = fields.choice("large_messages") { route.largeMessages = choice }
         return route
     }
 
@@ -298,6 +308,8 @@ final class RelayConfigurationDecoder {
         if let bounces: RelayConfiguration.BounceTarget = fields.choice("bounces") { delivery.bounces = bounces }
         delivery.operatorAddress = fields.address("operator")
         if let value = fields.int("concurrency", minimum: 1) { delivery.concurrency = value }
+        if let value = fields.duration("route_pause") { delivery.routePause = value }
+        if let value = fields.duration("tenant_stop") { delivery.tenantStop = value }
         return delivery
     }
 

@@ -27,6 +27,8 @@ extension RelayConfiguration {
                 ("bounces", Node(delivery.bounces.rawValue)),
                 ("operator", delivery.operatorAddress.map { Node($0) }),
                 ("concurrency", Node(String(delivery.concurrency))),
+                ("route_pause", Node(RelayConfigurationSyntax.formatDuration(delivery.routePause))),
+                ("tenant_stop", Node(RelayConfigurationSyntax.formatDuration(delivery.tenantStop))),
             ])),
         ]
         if !dkim.isEmpty {
@@ -145,6 +147,10 @@ extension RelayConfiguration {
             ("quota_margin", Node(margin)),
             ("fallback", route.fallback.map { Node($0) }),
             ("max_message_size", Node(RelayConfigurationSyntax.formatSize(route.maxMessageSize))),
+            ("mx_endpoint", route.mxEndpoint.map { Node($0.description) }),
+            ("domain", route.domain.map { Node($0) }),
+            ("accepted_domains", route.acceptedDomains.isEmpty ? nil : flowList(route.acceptedDomains)),
+            ("large_messages", route.mode == .graph ? Node(route.largeMessages.rawValue) : nil),
         ])
     }
 

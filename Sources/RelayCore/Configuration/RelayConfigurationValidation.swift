@@ -223,8 +223,21 @@ extension RelayConfiguration {
             if route.username != nil {
                 report("\(path).username", "basic authentication does not apply to `graph`")
             }
-        case .connector, .directSend, .sandbox:
+        case .connector, .directSend:
+            if route.effectiveMXEndpoint == nil {
+                report(path, "a `\(route.mode.rawValue)` route needs `domain` (the tenant's MX is derived from it) or `mx_endpoint`")
+            }
+            if route.mode == .directSend && route.effectiveAcceptedDomains.isEmpty {
+                report("\(path).accepted_domains", "Direct Send delivers only inside the tenant: give `domain` or `accepted_domains`")
+            }
+            if route.mode == .directSend && (hasAppCredentials || route.username != nil) {
+                report(path, "Direct Send takes no credentials; use mode `smtp` or `graph` to authenticate")
+            }
+        case .sandbox:
             break
+        }
+        if route.largeMessages == .fallback && route.fallback == nil {
+            report("\(path).large_messages", "`fallback` needs the route's `fallback` to name another route")
         }
     }
 }

@@ -81,6 +81,50 @@ public enum M365Reply: Sendable, Hashable {
     case graph(M365GraphResponse)
     /// No reply at all.
     case connectionFailed(M365ConnectionFailure)
+    /// The identity platform refused to issue a token (or could not be reached).
+    case tokenRefused(M365TokenFailure)
+}
+
+/// Why the Microsoft identity platform issued no token.
+///
+/// Errors are JSON `{"error": ..., "error_description": "AADSTS7000215: ..."}`.
+/// - SeeAlso: M365.md, OAuth
+public struct M365TokenFailure: Sendable, Hashable, CustomStringConvertible {
+    /// The HTTP status; nil when the endpoint could not be reached.
+    public var status: Int?
+    /// The OAuth `error`, e.g. `invalid_client`.
+    public var error: String
+    /// The `AADSTS` code at the start of `error_description`, e.g. `AADSTS7000215`.
+    public var code: String?
+    /// `error_description` without its trace and correlation ids.
+    public var detail: String
+
+    public init(status: Int?, error: String, code: String? = nil, detail: String = "") {
+        self.status = status
+        self.error = error
+        self.code = code
+        self.detail = detail
+    }
+
+    public var description: String {
+        [status.map { "HTTP \($0)" }, code ?? error].compactMap { $0 }.joined(separator: " ")
+    }
+
+    /// What an administrator should know about the common `AADSTS` codes.
+    public var meaning: String {
+        switch code {
+        case "AADSTS7000215": "Invalid client secret: the secret is wrong (use the secret's value, not its id)"
+        case "AADSTS7000222": "The client secret has expired: create a new one in the app registration"
+        case "AADSTS700016": "The application (client id) was not found in the tenant: check client_id and tenant_id, and admin consent"
+        case "AADSTS90002", "AADSTS900023": "The tenant was not found: check tenant_id and the login host (national clouds have their own)"
+        case "AADSTS700027": "The client assertion's signature did not verify: the certificate uploaded to the app registration must match the route's key"
+        case "AADSTS700024": "The client assertion is not within its valid time range: check this host's clock"
+        case "AADSTS70011": "The scope is invalid: app-only tokens need a `.default` scope of the right resource"
+        case "AADSTS7000112": "The application is disabled"
+        case "AADSTS53003": "Blocked by Conditional Access"
+        default: status == nil ? "The identity platform could not be reached" : "The identity platform refused the token request"
+        }
+    }
 }
 
 /// What the relay does after a reply. Data only: the words are in
@@ -161,6 +205,7 @@ public struct M365ReplyClassification: Sendable, Hashable {
         case .smtp(let reply): classify(smtp: reply, on: transport, canRefreshToken: canRefreshToken)
         case .graph(let response): classify(graph: response, canRefreshToken: canRefreshToken)
         case .connectionFailed(let failure): classify(failure)
+        case .tokenRefused(let failure): classify(failure)
         }
     }
 
@@ -356,6 +401,21 @@ public struct M365ReplyClassification: Sendable, Hashable {
             .init(.pauseRoute,
                   "The endpoint's certificate is not trusted",
                   remedy: "If a TLS-inspecting proxy sits in the path, give the route its CA (ca_file); otherwise check the route's host")
+        }
+    }
+
+    // MARK: - Identity platform
+
+    /// A refused client (bad secret, unknown app, bad assertion) needs the
+    /// administrator: pause the route. An unreachable endpoint or a server
+    /// error is transient.
+    static func classify(_ failure: M365TokenFailure) -> M365ReplyClassification {
+        switch failure.status ?? 0 {
+        case 0, 408, 429, 500..<600:
+            .init(.retry(retryAfter: nil), failure.meaning)
+        default:
+            .init(.pauseRoute, failure.meaning,
+                  remedy: "Fix the route's tenant_id, client_id and secret or certificate; the route resumes on its own once a token is issued")
         }
     }
 

@@ -121,13 +121,21 @@ public struct RelayAttemptResult: Hashable, Sendable {
     /// The reply or error that sums the attempt up, for the trace.
     public var summary: String
     public var disposition: Disposition
+    /// The route the message moves to for its next attempt (a fallback),
+    /// when the attempt found this one unable to carry it. Only for a message
+    /// none of whose recipients was delivered: never two routes for one message.
+    public var reroute: String?
 
-    public init(startedAt: Date, finishedAt: Date, route: String, recipientUpdates: [RelayRecipient], summary: String, disposition: Disposition) {
+    public init(
+        startedAt: Date, finishedAt: Date, route: String, recipientUpdates: [RelayRecipient], summary: String, disposition: Disposition,
+        reroute: String? = nil
+    ) {
         self.startedAt = startedAt
         self.finishedAt = finishedAt
         self.route = route
         self.recipientUpdates = recipientUpdates
         self.summary = summary
         self.disposition = disposition
+        self.reroute = reroute
     }
 }

@@ -94,6 +94,9 @@ public final class RelayApplication: Sendable {
         settings.bounceSenders = Dictionary(uniqueKeysWithValues: configuration.routes.map {
             ($0.name, RelayRouteTransports.bounceSender(for: $0, in: configuration))
         })
+        settings.routes = Dictionary(uniqueKeysWithValues: configuration.routes.map { ($0.name, RelayDeliveryRoute($0)) })
+        settings.routePause = configuration.delivery.routePause
+        settings.tenantStop = configuration.delivery.tenantStop
         var deliveryLogger = logger
         deliveryLogger[metadataKey: "component"] = "delivery"
         let delivery = RelayDeliveryService(store: store, transports: transports, settings: settings, owner: owner, logger: deliveryLogger)

@@ -24,7 +24,12 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     struct PendingAttempt: Sendable {
         var id: RelayQueueID
         var owner: String
-        var result: RelayAttemptResult
+        var change: Change
+
+        enum Change: Sendable {
+            case attempt(RelayAttemptResult)
+            case postpone(until: Date, route: String?)
+        }
     }
     /// Content up to this size is committed into the database instead of a spool file.
     private let inlineContentLimit: Int
@@ -213,7 +218,13 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
     public func recordAttempt(id: RelayQueueID, owner: String, result: RelayAttemptResult) async throws {
         try await withStorageErrors("record attempt") {
-            try await attemptCommitter.submit(PendingAttempt(id: id, owner: owner, result: result))
+            try await attemptCommitter.submit(PendingAttempt(id: id, owner: owner, change: .attempt(result)))
+        }
+    }
+
+    public func postpone(id: RelayQueueID, owner: String, until: Date, route: String?) async throws {
+        try await withStorageErrors("postpone") {
+            try await attemptCommitter.submit(PendingAttempt(id: id, owner: owner, change: .postpone(until: until, route: route)))
         }
     }
 
@@ -227,7 +238,12 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
                     var finished = false
                     do {
                         try db.inSavepoint {
-                            finished = try applyAttempt(id: pending.id, owner: pending.owner, result: pending.result, db)
+                            switch pending.change {
+                            case .attempt(let result):
+                                finished = try applyAttempt(id: pending.id, owner: pending.owner, result: result, db)
+                            case .postpone(let until, let route):
+                                try applyPostponement(id: pending.id, owner: pending.owner, until: until, route: route, db)
+                            }
                             if finished {
                                 try db.execute(sql: "DELETE FROM contents WHERE message_id = ?", arguments: [pending.id.rawValue])
                             }
@@ -388,6 +404,23 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
     // MARK: Attempt internals
 
+    private static func applyPostponement(id: RelayQueueID, owner: String, until: Date, route: String?, _ db: Database) throws {
+        guard let row = try Row.fetchOne(db, sql: "SELECT lease_owner FROM messages WHERE id = ?", arguments: [id.rawValue]) else {
+            throw RelayStorageError(.notFound, "no message \(id)")
+        }
+        guard (row["lease_owner"] as String?) == owner else {
+            throw RelayStorageError(.leaseLost, "message \(id) is no longer leased by this worker")
+        }
+        if let route {
+            try db.execute(
+                sql: "UPDATE messages SET route = ?, envelope = json_set(envelope, '$.route', ?) WHERE id = ?",
+                arguments: [route, route, id.rawValue])
+        }
+        try db.execute(
+            sql: "UPDATE messages SET next_attempt_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
+            arguments: [until.timeIntervalSince1970, id.rawValue])
+    }
+
     /// Applies one attempt inside the caller's transaction; returns whether the message is finished.
     private static func applyAttempt(id: RelayQueueID, owner: String, result: RelayAttemptResult, _ db: Database) throws -> Bool {
         guard let row = try Row.fetchOne(db, sql: "SELECT lease_owner FROM messages WHERE id = ?", arguments: [id.rawValue]) else {
@@ -451,6 +484,15 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
                 WHERE id = ?
                 """,
             arguments: [state.rawValue, nextAttemptAt, pending + failed > 0 ? result.summary : nil, id.rawValue])
+        if let route = result.reroute, !isFinished {
+            let delivered = try recipientCount(id: id, status: .delivered, db)
+            guard delivered == 0 else {
+                throw RelayStorageError(.io, "message \(id) has delivered recipients and cannot change route")
+            }
+            try db.execute(
+                sql: "UPDATE messages SET route = ?, envelope = json_set(envelope, '$.route', ?) WHERE id = ?",
+                arguments: [route, route, id.rawValue])
+        }
         return isFinished
     }
 
