@@ -123,10 +123,16 @@ struct CheckConfig: ParsableCommand {
 
 struct Sandbox: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the Microsoft 365 simulator alone (SMTP submission endpoint with STARTTLS and AUTH).")
+        abstract: "Run the Microsoft 365 simulator alone: SMTP submission (STARTTLS, AUTH), optionally the tenant MX (connectors, Direct Send) and HTTPS (token endpoint, Graph).")
 
     @Option(help: "Address of the SMTP submission endpoint.")
     var smtp: String = "127.0.0.1:2587"
+
+    @Option(help: "Address of the tenant MX (inbound connectors and Direct Send), e.g. 127.0.0.1:2526.")
+    var connector: String?
+
+    @Option(help: "Address of the HTTPS endpoint (token endpoint and Graph), e.g. 127.0.0.1:8443.")
+    var http: String?
 
     @Option(help: "Where received messages and the sandbox CA are kept.")
     var dataDirectory: String = "m365-relay-data/sandbox"
@@ -137,38 +143,77 @@ struct Sandbox: AsyncParsableCommand {
     @Option(help: "A token accepted for any mailbox (sending only as itself).")
     var anyMailboxToken: String?
 
+    @Option(help: "An app registration for the token endpoint, as CLIENT_ID:SECRET; it may send as every mailbox (repeatable).")
+    var app: [String] = []
+
+    @Option(help: "The tenant id of the token endpoint.")
+    var tenant: String = "sandbox.onmicrosoft.com"
+
+    @Option(help: "An inbound connector matching client IPs, as NAME:CIDR (repeatable).")
+    var connectorNetwork: [String] = []
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        guard RelayEndpoint(parsing: smtp) != nil else { throw ValidationError("--smtp must be HOST:PORT, got \(smtp)") }
+        for (flag, value) in [("--smtp", smtp), ("--connector", connector), ("--http", http)] {
+            if let value, RelayEndpoint(parsing: value) == nil { throw ValidationError("\(flag) must be HOST:PORT, got \(value)") }
+        }
         for entry in mailbox where !entry.contains(":") {
             throw ValidationError("--mailbox must be ADDRESS:TOKEN, got \(entry)")
         }
-        if mailbox.isEmpty && anyMailboxToken == nil {
-            throw ValidationError("give at least one --mailbox ADDRESS:TOKEN or --any-mailbox-token TOKEN")
+        for entry in app where !entry.contains(":") {
+            throw ValidationError("--app must be CLIENT_ID:SECRET, got \(entry)")
+        }
+        for entry in connectorNetwork where !entry.contains(":") {
+            throw ValidationError("--connector-network must be NAME:CIDR, got \(entry)")
+        }
+        if mailbox.isEmpty && anyMailboxToken == nil && app.isEmpty {
+            throw ValidationError("give at least one --mailbox ADDRESS:TOKEN, --any-mailbox-token TOKEN or --app CLIENT_ID:SECRET")
         }
     }
 
     func run() async throws {
         let logger = logging.makeLogger(label: "m365-relay.sandbox")
         let endpoint = RelayEndpoint(parsing: smtp)!
+        let connectorEndpoint = connector.flatMap(RelayEndpoint.init(parsing:))
+        let httpEndpoint = http.flatMap(RelayEndpoint.init(parsing:))
         var configuration = M365SandboxConfiguration(dataDirectory: dataDirectory)
         configuration.anyMailboxToken = anyMailboxToken
+        configuration.tenantID = tenant
         configuration.mailboxes = mailbox.map { entry in
             let parts = entry.split(separator: ":", maxSplits: 1)
             return .init(address: String(parts[0]), tokens: [String(parts[1])])
         }
+        configuration.apps = app.map { entry in
+            let parts = entry.split(separator: ":", maxSplits: 1)
+            return .init(clientID: String(parts[0]), secret: String(parts[1]), mailboxes: ["*"])
+        }
+        var networks: [String: [String]] = [:]
+        for entry in connectorNetwork {
+            let parts = entry.split(separator: ":", maxSplits: 1)
+            networks[String(parts[0]), default: []].append(String(parts[1]))
+        }
+        configuration.connectors = networks.keys.sorted().map { .init(name: $0, senderNetworks: networks[$0]!) }
         let sandbox: M365Sandbox
-        let port: Int
         do {
-            sandbox = try M365Sandbox(configuration: configuration, smtp: (endpoint.host, endpoint.port), group: MultiThreadedEventLoopGroup.singleton, logger: logger)
-            port = try await sandbox.start()
+            sandbox = try M365Sandbox(
+                configuration: configuration, smtp: (endpoint.host, endpoint.port),
+                connector: connectorEndpoint.map { ($0.host, $0.port) }, http: httpEndpoint.map { ($0.host, $0.port) },
+                group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+            try await sandbox.start()
         } catch {
             throw RelayStartupError("sandbox: \(error)")
         }
-        logger.notice("Microsoft 365 sandbox running", metadata: [
-            "smtp": "\(endpoint.host):\(port)", "ca_file": "\(sandbox.caFile)", "messages": "\(sandbox.mailStore.directory)",
-        ])
+        let ports = sandbox.ports
+        var metadata: Logger.Metadata = [
+            "smtp": "\(endpoint.host):\(ports.smtp)", "ca_file": "\(sandbox.caFile)", "messages": "\(sandbox.mailStore.directory)",
+        ]
+        if let connectorEndpoint, let port = ports.connector { metadata["connector"] = "\(connectorEndpoint.host):\(port)" }
+        if let base = sandbox.httpBaseURL {
+            metadata["token_endpoint"] = "\(base)/\(configuration.tenantID)/oauth2/v2.0/token"
+            metadata["graph"] = "\(base)/v1.0"
+        }
+        logger.notice("Microsoft 365 sandbox running", metadata: metadata)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: sandbox)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

@@ -12,6 +12,14 @@ import SMTPNIO
 /// mailbox. A static token or password here; the OAuth provider later.
 public protocol SMTPCredentialProvider: Sendable {
     func authentication(forMailbox mailbox: String) async throws -> SMTPClientAuthentication?
+    /// The server refused `authentication` (`535`): drop it if it can be
+    /// renewed, and return whether one more try with new credentials makes sense.
+    func credentialsRefused(forMailbox mailbox: String, authentication: SMTPClientAuthentication?) async -> Bool
+}
+
+extension SMTPCredentialProvider {
+    /// Fixed credentials: trying again with the same ones cannot help.
+    public func credentialsRefused(forMailbox mailbox: String, authentication: SMTPClientAuthentication?) async -> Bool { false }
 }
 
 /// A token or password read once from configuration.
@@ -54,6 +62,10 @@ public final class SMTPSubmissionTransport: RelayTransport {
         /// How long an idle connection is kept for reuse.
         public var idleLifetime: TimeInterval = 20
         public var timeouts = SMTPClientConnection.Timeouts()
+        /// Direct Send: the tenant's accepted domains. Recipients in any other
+        /// domain fail before a connection is opened (Microsoft would refuse
+        /// them, or worse, accept and drop them). Nil: any recipient (SMTP AUTH, connector).
+        public var acceptedDomains: [String]?
 
         public init(host: String, port: Int, serverHostname: String? = nil, tls: SMTPClientSession.TLSPolicy, tlsContext: NIOSSLContext?, heloName: String, mailbox: String?) {
             self.host = host
@@ -91,27 +103,103 @@ public final class SMTPSubmissionTransport: RelayTransport {
     }
 
     /// Builds the TLS client context: full verification against the system
-    /// roots plus an optional CA file (a private CA, a TLS-inspecting proxy).
-    public static func makeTLSContext(caFile: String?) throws -> NIOSSLContext {
+    /// roots plus an optional CA file (a private CA, a TLS-inspecting proxy),
+    /// and, for a certificate-based inbound connector, the client certificate
+    /// chain and key presented in the handshake (PEM files).
+    public static func makeTLSContext(caFile: String?, clientCertificateFile: String? = nil, clientKeyFile: String? = nil) throws -> NIOSSLContext {
+        var identity: (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey)?
+        if let clientCertificateFile, let clientKeyFile {
+            identity = (try NIOSSLCertificate.fromPEMFile(clientCertificateFile), try NIOSSLPrivateKey(file: clientKeyFile, format: .pem))
+        }
+        return try makeTLSContext(caFile: caFile, clientIdentity: identity)
+    }
+
+    /// As ``makeTLSContext(caFile:clientCertificateFile:clientKeyFile:)``, with the
+    /// client certificate chain and key as PEM text.
+    public static func makeTLSContext(caFile: String?, clientCertificatePEM: String, clientKeyPEM: SASLSecret) throws -> NIOSSLContext {
+        let chain = try NIOSSLCertificate.fromPEMBytes(Array(clientCertificatePEM.utf8))
+        let key = try NIOSSLPrivateKey(bytes: Array(clientKeyPEM.unredacted.utf8), format: .pem)
+        return try makeTLSContext(caFile: caFile, clientIdentity: (chain, key))
+    }
+
+    private static func makeTLSContext(caFile: String?, clientIdentity: (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey)?) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
         configuration.certificateVerification = .fullVerification
         if let caFile {
             configuration.additionalTrustRoots = [.file(caFile)]
         }
+        if let clientIdentity {
+            configuration.certificateChain = clientIdentity.chain.map { .certificate($0) }
+            configuration.privateKey = .privateKey(clientIdentity.key)
+        }
         return try NIOSSLContext(configuration: configuration)
+    }
+
+    /// The tenant MX host Microsoft derives from a domain: `contoso.com` ->
+    /// `contoso-com.mail.protection.outlook.com` (dots become hyphens, hyphens stay).
+    ///
+    /// Domains added since 2024 may use `*.mx.microsoft` instead: the admin
+    /// center (Settings > Domains) has the authoritative value.
+    /// - SeeAlso: M365.md, Three ways in
+    public static func tenantMXHost(forDomain domain: String) -> String {
+        var name = domain.lowercased()
+        while name.hasSuffix(".") { name.removeLast() }
+        return name.replacingOccurrences(of: ".", with: "-") + ".mail.protection.outlook.com"
+    }
+
+    /// Splits recipients into those Direct Send can reach (an accepted domain)
+    /// and the others, each with the reason it is refused.
+    public static func directSendRefusals(_ recipients: [String], acceptedDomains: [String]) -> (accepted: [String], refused: [(address: String, reason: String)]) {
+        let domains = Set(acceptedDomains.map { $0.lowercased() })
+        var accepted: [String] = []
+        var refused: [(String, String)] = []
+        let reason = "550 5.7.64 Direct Send delivers only to the tenant's accepted domains (\(acceptedDomains.joined(separator: ", "))); use a connector or SMTP AUTH route for external recipients"
+        for address in recipients {
+            let domain = address.split(separator: "@").last.map { $0.lowercased() } ?? ""
+            if address.contains("@"), domains.contains(domain) {
+                accepted.append(address)
+            } else {
+                refused.append((address, reason))
+            }
+        }
+        return (accepted, refused)
+    }
+
+    /// Microsoft's ids in an end-of-data `250`: `<message-id> [Hostname=...]`
+    /// from `2.0.0 OK <...> [Hostname=...]`, else the reply text.
+    public static func upstreamID(fromEndOfData reply: SMTPReply) -> String? {
+        guard reply.isPositiveCompletion else { return nil }
+        let text = reply.text.trimmingCharacters(in: .whitespaces)
+        if let start = text.firstIndex(of: "<") { return String(text[start...]) }
+        for prefix in ["OK ", "Queued mail for delivery ", "Ok "] where text.hasPrefix(prefix) {
+            let rest = text.dropFirst(prefix.count).trimmingCharacters(in: .whitespaces)
+            return rest.isEmpty ? nil : rest
+        }
+        return text.isEmpty ? nil : text
     }
 
     public func deliver(_ message: RelayQueuedMessage, recipients: [String], content: any RelayContentReader) async -> RelayTransportOutcome {
         let identity = settings.mailbox ?? (message.envelope.sender.isEmpty ? settings.bounceMailbox ?? "" : message.envelope.sender)
+        let sendingMailbox = identity.isEmpty ? nil : identity
         var mailboxes: [SMTPMailbox] = []
         var outcome: [RelayTransportOutcome.Recipient] = []
-        for address in recipients {
+        var candidates = recipients
+        if let acceptedDomains = settings.acceptedDomains {
+            // Decided before any connection: nothing is sent for an external recipient.
+            let split = Self.directSendRefusals(recipients, acceptedDomains: acceptedDomains)
+            candidates = split.accepted
+            outcome += split.refused.map { .init(address: $0.address, status: .permanentFailure, reply: $0.reason) }
+        }
+        for address in candidates {
             if let mailbox = try? SMTPMailbox(parsing: address) {
                 mailboxes.append(mailbox)
             } else {
                 outcome.append(.init(address: address, status: .permanentFailure, reply: "553 5.1.3 Invalid recipient address"))
             }
+        }
+        if mailboxes.isEmpty {
+            return RelayTransportOutcome(recipients: outcome, summary: outcome.first?.reply ?? "no recipients", sendingMailbox: sendingMailbox, submitted: false)
         }
         let sender: SMTPReversePath
         if message.envelope.sender.isEmpty {
@@ -125,17 +213,34 @@ public final class SMTPSubmissionTransport: RelayTransport {
             sender: sender, recipients: mailboxes, size: message.size,
             requiresSMTPUTF8: message.envelope.smtpUTF8, eightBit: message.envelope.body8Bit)
 
+        func failed(_ reason: String, reply: M365Reply?, submitted: Bool = false, refreshed: Bool) -> RelayTransportOutcome {
+            RelayTransportOutcome(recipients: outcome, summary: reason, reply: reply, sendingMailbox: sendingMailbox, submitted: submitted, credentialsRefreshed: refreshed)
+                .adding(mailboxes, .temporaryFailure, reason)
+        }
+
         // A pooled connection may have been closed by the server meanwhile:
         // one more try on a fresh one, as long as nothing was answered yet.
-        for attempt in 0..<2 {
+        // A refused token: one more try on a fresh connection with a new token.
+        var retriedStale = false
+        var refreshed = false
+        while true {
             let lease: Idle
             do {
-                lease = try await acquire(identity: identity, fresh: attempt > 0)
+                lease = try await acquire(identity: identity, fresh: retriedStale)
+            } catch let error as AuthenticationRefused {
+                if !refreshed, await credentials.credentialsRefused(forMailbox: identity, authentication: error.authentication) {
+                    logger.notice("Authentication refused; retrying once with new credentials", metadata: ["reply": "\(error.reply.code)"])
+                    refreshed = true
+                    continue
+                }
+                return failed(error.reply.description, reply: .smtp(error.reply), refreshed: refreshed)
             } catch {
-                return RelayTransportOutcome(recipients: outcome, summary: "\(error)").adding(mailboxes, .temporaryFailure, describe(error))
+                let (reason, reply) = describeFailure(error)
+                return failed(reason, reply: reply, refreshed: refreshed)
             }
+            var progress = TransactionProgress()
             do {
-                let result = try await runTransaction(envelope, on: lease, content: content)
+                let result = try await runTransaction(envelope, on: lease, content: content, progress: &progress)
                 if result.connectionReusable {
                     release(lease.connection, capabilities: lease.capabilities, identity: identity)
                 } else {
@@ -150,19 +255,28 @@ public final class SMTPSubmissionTransport: RelayTransport {
                     }
                     outcome.append(.init(address: item.recipient.address, status: status, reply: item.status.reply.description))
                 }
-                let summary = result.messageReply?.description ?? result.recipients.first?.status.reply.description ?? "no recipients"
-                return RelayTransportOutcome(recipients: outcome, summary: summary)
-            } catch let error as StaleConnection where attempt == 0 {
+                // The reply that ended the attempt: end of data, else a refused MAIL, else a refused RCPT.
+                let decisive = result.messageReply
+                    ?? progress.mailReply.flatMap { $0.isPositiveCompletion ? nil : $0 }
+                    ?? result.recipients.first(where: { !$0.status.reply.isPositiveCompletion })?.status.reply
+                let summary = result.messageReply?.description ?? decisive?.description ?? result.recipients.first?.status.reply.description ?? "no recipients"
+                return RelayTransportOutcome(
+                    recipients: outcome, summary: summary, reply: decisive.map(M365Reply.smtp), sendingMailbox: sendingMailbox,
+                    submitted: progress.mailReply?.isPositiveCompletion ?? false,
+                    upstreamID: result.messageReply.flatMap(Self.upstreamID(fromEndOfData:)), credentialsRefreshed: refreshed)
+            } catch let error as StaleConnection where !retriedStale {
                 logger.debug("Pooled connection was closed; reconnecting", metadata: ["error": "\(error.underlying)"])
                 await lease.connection.close()
+                retriedStale = true
                 continue
             } catch {
                 await lease.connection.close()
-                let reason = describe((error as? StaleConnection)?.underlying ?? error)
-                return RelayTransportOutcome(recipients: outcome, summary: reason).adding(mailboxes, .temporaryFailure, reason)
+                let underlying = (error as? StaleConnection)?.underlying ?? error
+                let (reason, reply) = describeFailure(underlying)
+                // Past MAIL FROM the message may have reached Microsoft (a reset after the final dot).
+                return failed(reason, reply: reply, submitted: progress.mailReply?.isPositiveCompletion ?? false, refreshed: refreshed)
             }
         }
-        return RelayTransportOutcome(recipients: outcome, summary: "unreachable").adding(mailboxes, .temporaryFailure, "connection failed")
     }
 
     public func shutdown() async {
@@ -179,6 +293,18 @@ public final class SMTPSubmissionTransport: RelayTransport {
     // MARK: Connections
 
     private struct StaleConnection: Error { var underlying: any Error }
+
+    /// AUTH was refused; carries what was tried so that the provider can drop it.
+    private struct AuthenticationRefused: Error {
+        var reply: SMTPReply
+        var authentication: SMTPClientAuthentication?
+    }
+
+    /// What one transaction got to, for the outcome even when it fails midway.
+    private struct TransactionProgress {
+        /// The reply to MAIL FROM, once read.
+        var mailReply: SMTPReply?
+    }
 
     private func acquire(identity: String, fresh: Bool) async throws -> Idle {
         let current = now()
@@ -225,6 +351,10 @@ public final class SMTPSubmissionTransport: RelayTransport {
                     if let reply = error.reply, reply.code != 421 {
                         try? await connection.write(ByteBuffer(string: "QUIT\r\n"))
                     }
+                    if error.code == .authenticationFailed, let reply = error.reply,
+                       reply.code == 535 || reply.enhanced == SMTPEnhancedStatus(5, 5, 127) {
+                        throw AuthenticationRefused(reply: reply, authentication: authentication)
+                    }
                     throw error
                 }
             }
@@ -236,24 +366,38 @@ public final class SMTPSubmissionTransport: RelayTransport {
 
     // MARK: One transaction
 
-    private func runTransaction(_ envelope: SMTPClientEnvelope, on lease: Idle, content: any RelayContentReader) async throws -> SMTPClientTransactionResult {
+    private func runTransaction(
+        _ envelope: SMTPClientEnvelope, on lease: Idle, content: any RelayContentReader, progress: inout TransactionProgress
+    ) async throws -> SMTPClientTransactionResult {
         let connection = lease.connection
         var transaction = SMTPClientTransaction(capabilities: lease.capabilities, envelope: envelope)
         var action = transaction.start()
         var answered = false
+        // Replies come in command order, so the first after a write that starts with MAIL answers MAIL.
+        var awaitingMailReply = false
+        func received(_ reply: SMTPReply) {
+            if awaitingMailReply {
+                progress.mailReply = reply
+                awaitingMailReply = false
+            }
+        }
         while true {
             switch action {
-            case .send(_, let bytes):
+            case .send(let commands, let bytes):
+                if case .mail? = commands.first { awaitingMailReply = true }
                 do {
                     try await connection.write(bytes)
                     let reply = try await connection.nextReply()
                     answered = true
+                    received(reply)
                     action = transaction.replyReceived(reply)
                 } catch where !answered {
                     throw StaleConnection(underlying: error)
                 }
             case .wait:
-                action = transaction.replyReceived(try await connection.nextReply())
+                let reply = try await connection.nextReply()
+                received(reply)
+                action = transaction.replyReceived(reply)
             case .sendBody:
                 var stuffer = SMTPDotStuffer()
                 while let chunk = try content.read(maxLength: 64 * 1024) {
@@ -273,10 +417,24 @@ public final class SMTPSubmissionTransport: RelayTransport {
         }
     }
 
-    private func describe(_ error: any Error) -> String {
-        if let error = error as? SMTPClientError { return error.reply?.description ?? error.description }
-        if let error = error as? NIOSSLError { return "TLS error: \(error)" }
-        return "\(error)"
+    /// The reason for the trace, and what Microsoft answered (or how the connection failed).
+    private func describeFailure(_ error: any Error) -> (String, M365Reply?) {
+        if let error = error as? M365TokenError {
+            return (error.description, .tokenRefused(error.failure))
+        }
+        if let error = error as? SMTPClientError, let reply = error.reply {
+            return (reply.description, .smtp(reply))
+        }
+        let failure = M365ConnectionFailure(classifying: error)
+        let reason: String
+        if let error = error as? SMTPClientError {
+            reason = error.description
+        } else if let error = error as? NIOSSLError {
+            reason = "TLS error: \(error)"
+        } else {
+            reason = "\(error)"
+        }
+        return (failure.map { "\(reason) (\($0.rawValue))" } ?? reason, failure.map(M365Reply.connectionFailed))
     }
 }
 

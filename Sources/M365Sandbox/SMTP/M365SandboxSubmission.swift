@@ -10,7 +10,7 @@ import SMTPNIO
 /// AUTH, the Send As check, three connections per mailbox, the size limit.
 final class M365SandboxSubmission: SMTPServerDelegate {
     private let configuration: M365SandboxConfiguration
-    private let store: M365SandboxMailStore
+    private let tenant: M365SandboxTenant
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
 
@@ -23,9 +23,9 @@ final class M365SandboxSubmission: SMTPServerDelegate {
         var connectionsPerMailbox: [String: Int] = [:]
     }
 
-    init(configuration: M365SandboxConfiguration, store: M365SandboxMailStore, logger: Logger) {
-        self.configuration = configuration
-        self.store = store
+    init(tenant: M365SandboxTenant, logger: Logger) {
+        self.configuration = tenant.configuration
+        self.tenant = tenant
         self.logger = logger
     }
 
@@ -42,6 +42,11 @@ final class M365SandboxSubmission: SMTPServerDelegate {
         session.requireAuthentication = SMTPReply(530, .init(5, 7, 57), "Client was not authenticated to send anonymous mail during MAIL FROM")
         session.clientAddress = connection.clientAddress
         state.withLockedValue { _ = $0.open.insert(Self.key(connection)) }
+        session.senderCheck = { [state, tenant] _ in
+            // An injected fault for the authenticated mailbox (MAIL needs AUTH first).
+            let mailbox = state.withLockedValue { $0.identities[Self.key(connection)] }
+            return tenant.faults.take(endpoint: .smtp, stage: .mail, mailbox: mailbox)?.smtpReply
+        }
         let unknown = Set(configuration.unknownRecipients.map { $0.lowercased() })
         if !unknown.isEmpty {
             session.recipientCheck = { recipient in
@@ -60,7 +65,16 @@ final class M365SandboxSubmission: SMTPServerDelegate {
             case "XOAUTH2":
                 guard let response = exchange.responses.first else { return (nil, failed) }
                 let credentials = try SASLXOAuth2.decode(response)
-                guard tokenIsValid(credentials.accessToken.unredacted, for: credentials.username) else { return (nil, failed) }
+                switch tenant.checkToken(credentials.accessToken.unredacted, mailbox: credentials.username, resource: .outlook) {
+                case .valid(_, let expiresAt):
+                    if let expiresAt, configuration.minimumTokenLifetime > 0,
+                       expiresAt.timeIntervalSinceNow < configuration.minimumTokenLifetime {
+                        // High Volume Email refuses a token close to expiry (observed wording).
+                        return (nil, SMTPReply(501, .init(5, 5, 127), "Authentication unsuccessful. Token will expire soon, please refresh the token"))
+                    }
+                case .expired, .wrongAudience, .mailboxNotAllowed, .unknown:
+                    return (nil, failed)
+                }
                 mailbox = credentials.username
             case "LOGIN":
                 guard exchange.responses.count == 2 else { return (nil, failed) }
@@ -85,6 +99,7 @@ final class M365SandboxSubmission: SMTPServerDelegate {
             return true
         }
         guard admitted else {
+            tenant.recordThrottleRejection()
             return (nil, SMTPReply(432, .init(4, 3, 2), "Concurrent connections limit exceeded"))
         }
         return (mailbox, SMTPReply(235, .init(2, 7, 0), "Authentication successful"))
@@ -101,16 +116,23 @@ final class M365SandboxSubmission: SMTPServerDelegate {
 
     func openMessage(envelope: SMTPSessionEnvelope, connection: SMTPConnectionInfo) throws -> any SMTPMessageSink {
         let mailbox = envelope.authenticatedAs ?? ""
-        let allowed = Set(([mailbox] + (mailboxEntry(mailbox)?.sendAs ?? [])).map { $0.lowercased() })
-        return try store.makeSink(envelope: envelope, connection: connection, mailbox: mailbox, allowedSenders: allowed, hostname: configuration.hostname)
+        let key = M365SandboxConnections.key(connection)
+        let context = M365SandboxSinkContext(
+            mailbox: mailbox, allowedSenders: configuration.allowedSenders(for: mailbox), via: "smtp", connectorName: nil,
+            hostname: configuration.hostname,
+            gate: { [tenant, configuration] recipients in
+                if let fault = tenant.faults.take(endpoint: .smtp, stage: .data, mailbox: mailbox) {
+                    return fault.close ? .closeWithoutReply : .refuse(fault.smtpReply ?? SMTPReply(451, .init(4, 3, 0), "Fault"))
+                }
+                let outcome = await tenant.submit(mailbox: mailbox, recipients: recipients)
+                if case .accepted(let time) = outcome { return .store(acceptedAt: time) }
+                return .refuse(M365SandboxTenant.smtpReply(refusing: outcome, limit: configuration.messagesPerMinute)!)
+            },
+            closeConnection: { [tenant] in await tenant.connections.close(key) })
+        return try tenant.store.makeSink(envelope: envelope, connection: connection, context: context)
     }
 
     private func mailboxEntry(_ address: String) -> M365SandboxConfiguration.Mailbox? {
-        configuration.mailboxes.first { $0.address.lowercased() == address.lowercased() }
-    }
-
-    private func tokenIsValid(_ token: String, for mailbox: String) -> Bool {
-        if let any = configuration.anyMailboxToken, token == any { return true }
-        return mailboxEntry(mailbox)?.tokens.contains(token) == true
+        configuration.mailbox(address)
     }
 }

@@ -162,6 +162,46 @@ public struct SandboxCertificateAuthority: Sendable, CustomStringConvertible {
             caCertificatePEM: try certificate.serializeAsPEM().pemString)
     }
 
+    /// Issues a TLS client certificate, as a relay presents to a
+    /// certificate-based inbound connector: subject CN and a DNS SAN of
+    /// `commonName`, extended key usage clientAuth.
+    public func issueClientCertificate(
+        commonName: String,
+        validity: TimeInterval = SandboxCertificateAuthority.defaultValidity,
+        now: Date = Date()
+    ) throws -> SandboxServerCertificate {
+        let key = P256.Signing.PrivateKey()
+        let publicKey = Certificate.PublicKey(key.publicKey)
+        let subject = try DistinguishedName {
+            OrganizationName("m365-relay sandbox")
+            CommonName(commonName)
+        }
+        let extensions = try Certificate.Extensions {
+            Critical(BasicConstraints.notCertificateAuthority)
+            Critical(KeyUsage(digitalSignature: true))
+            try ExtendedKeyUsage([.clientAuth])
+            SubjectKeyIdentifier(keyIdentifier: Self.keyIdentifier(of: publicKey))
+            AuthorityKeyIdentifier(keyIdentifier: Self.keyIdentifier(of: certificate.publicKey))
+            SubjectAlternativeNames([.dnsName(commonName)])
+        }
+        let leaf = try Certificate(
+            version: .v3,
+            serialNumber: Certificate.SerialNumber(),
+            publicKey: publicKey,
+            notValidBefore: now.addingTimeInterval(-3600),
+            notValidAfter: now.addingTimeInterval(validity),
+            issuer: certificate.subject,
+            subject: subject,
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: extensions,
+            issuerPrivateKey: Certificate.PrivateKey(privateKey))
+        return SandboxServerCertificate(
+            certificate: leaf,
+            certificatePEM: try leaf.serializeAsPEM().pemString,
+            privateKeyPEM: key.pemRepresentation,
+            caCertificatePEM: try certificate.serializeAsPEM().pemString)
+    }
+
     /// RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey bits.
     private static func keyIdentifier(of key: Certificate.PublicKey) -> ArraySlice<UInt8> {
         ArraySlice(Insecure.SHA1.hash(data: Array(key.subjectPublicKeyInfoBytes)))

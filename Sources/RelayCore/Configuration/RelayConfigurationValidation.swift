@@ -206,7 +206,8 @@ extension RelayConfiguration {
             report("\(path).username", "required with password_file")
         }
         let hasAppCredentials = route.tenantID != nil && route.clientID != nil && (hasSecret || hasCertificate)
-        if (hasSecret || hasCertificate) && (route.tenantID == nil || route.clientID == nil) {
+        // A connector's certificate is its TLS client identity, not an app credential.
+        if (hasSecret || (hasCertificate && route.mode != .connector)) && (route.tenantID == nil || route.clientID == nil) {
             report(route.tenantID == nil ? "\(path).tenant_id" : "\(path).client_id", "required with a client secret or certificate")
         }
         switch route.mode {

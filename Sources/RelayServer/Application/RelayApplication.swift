@@ -26,16 +26,18 @@ public final class RelayApplication: Sendable {
     public let sandbox: M365Sandbox?
     public let store: SQLiteQueueStore
     public let delivery: RelayDeliveryService
+    private let routes: RelayRouteTransports
     private let serviceGroup: ServiceGroup
     private let logger: Logger
 
     private init(configuration: RelayConfiguration, smtpAddresses: [SocketAddress], sandbox: M365Sandbox?, store: SQLiteQueueStore,
-                 delivery: RelayDeliveryService, serviceGroup: ServiceGroup, logger: Logger) {
+                 delivery: RelayDeliveryService, routes: RelayRouteTransports, serviceGroup: ServiceGroup, logger: Logger) {
         self.configuration = configuration
         self.smtpAddresses = smtpAddresses
         self.sandbox = sandbox
         self.store = store
         self.delivery = delivery
+        self.routes = routes
         self.serviceGroup = serviceGroup
         self.logger = logger
     }
@@ -69,12 +71,12 @@ public final class RelayApplication: Sendable {
 
         // The embedded sandbox, when a route uses it, listens before delivery starts.
         var sandbox: EmbeddedSandbox?
-        let transports: [String: any RelayTransport]
+        let routes: RelayRouteTransports
         do {
             if configuration.routes.contains(where: { $0.mode == .sandbox }) {
                 sandbox = try await EmbeddedSandbox.start(dataDirectory: dataDirectory, group: group, logger: logger)
             }
-            transports = try RelayRouteTransports.make(configuration: configuration, sandbox: sandbox, group: group, logger: logger)
+            routes = try RelayRouteTransports.make(configuration: configuration, sandbox: sandbox, group: group, logger: logger)
         } catch let error as RelayStartupError {
             if let sandbox { await sandbox.instance.shutdown() }
             store.close()
@@ -99,7 +101,7 @@ public final class RelayApplication: Sendable {
         settings.tenantStop = configuration.delivery.tenantStop
         var deliveryLogger = logger
         deliveryLogger[metadataKey: "component"] = "delivery"
-        let delivery = RelayDeliveryService(store: store, transports: transports, settings: settings, owner: owner, logger: deliveryLogger)
+        let delivery = RelayDeliveryService(store: store, transports: routes.transports, settings: settings, owner: owner, logger: deliveryLogger)
 
         // Listeners last: once bound, clients may send.
         var ingressLogger = logger
@@ -142,6 +144,7 @@ public final class RelayApplication: Sendable {
             }
         } catch {
             for server in servers { await server.shutdown(gracePeriod: .zero) }
+            await routes.shutdown()
             if let sandbox { await sandbox.instance.shutdown() }
             store.close()
             throw (error as? RelayStartupError) ?? RelayStartupError("\(error)")
@@ -158,12 +161,13 @@ public final class RelayApplication: Sendable {
             logger: logger))
         return RelayApplication(
             configuration: configuration, smtpAddresses: addresses, sandbox: sandbox?.instance, store: store,
-            delivery: delivery, serviceGroup: serviceGroup, logger: logger)
+            delivery: delivery, routes: routes, serviceGroup: serviceGroup, logger: logger)
     }
 
     /// Serves until SIGTERM or SIGINT (or `cancel` of the calling task), then shuts down in order.
     public func run() async throws {
         try await serviceGroup.run()
+        await routes.shutdown()
         store.close()
         logger.info("m365-relay stopped")
     }
