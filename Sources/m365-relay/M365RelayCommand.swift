@@ -152,6 +152,18 @@ struct Sandbox: AsyncParsableCommand {
     @Option(help: "An inbound connector matching client IPs, as NAME:CIDR (repeatable).")
     var connectorNetwork: [String] = []
 
+    @Option(help: "Messages per minute each mailbox may submit (Microsoft's default 30).")
+    var messagesPerMinute: Int = 30
+
+    @Option(help: "Recipients per rolling 24 hours each mailbox may submit (Microsoft's default 10,000).")
+    var recipientsPerDay: Int = 10_000
+
+    @Flag(help: "Refuse submissions past the per-minute quota (450 4.7.0 / Graph 429) instead of delaying them, and count each refusal.")
+    var strictQuotas = false
+
+    @Option(help: "Lifetime of issued access tokens, in seconds (Microsoft's about 3600).")
+    var tokenLifetime: Int = 3599
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -167,6 +179,9 @@ struct Sandbox: AsyncParsableCommand {
         for entry in connectorNetwork where !entry.contains(":") {
             throw ValidationError("--connector-network must be NAME:CIDR, got \(entry)")
         }
+        if messagesPerMinute < 1 || recipientsPerDay < 1 || tokenLifetime < 1 {
+            throw ValidationError("--messages-per-minute, --recipients-per-day and --token-lifetime must be at least 1")
+        }
         if mailbox.isEmpty && anyMailboxToken == nil && app.isEmpty {
             throw ValidationError("give at least one --mailbox ADDRESS:TOKEN, --any-mailbox-token TOKEN or --app CLIENT_ID:SECRET")
         }
@@ -180,6 +195,10 @@ struct Sandbox: AsyncParsableCommand {
         var configuration = M365SandboxConfiguration(dataDirectory: dataDirectory)
         configuration.anyMailboxToken = anyMailboxToken
         configuration.tenantID = tenant
+        configuration.messagesPerMinute = messagesPerMinute
+        configuration.recipientsPerDay = recipientsPerDay
+        configuration.strictQuotas = strictQuotas
+        configuration.tokenLifetime = TimeInterval(tokenLifetime)
         configuration.mailboxes = mailbox.map { entry in
             let parts = entry.split(separator: ":", maxSplits: 1)
             return .init(address: String(parts[0]), tokens: [String(parts[1])])
