@@ -47,6 +47,7 @@ def main():
     parser.add_argument("--per-minute", type=int, default=30, help="the sandbox's quota per mailbox (Microsoft's default 30)")
     parser.add_argument("--margin", default=None, help="the route's quota_margin (default: the relay's 5%%)")
     parser.add_argument("--timeout", type=float, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, queue, sandbox messages)")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="m365-drain-")
@@ -58,7 +59,7 @@ def main():
         sandbox = subprocess.Popen([
             args.binary, "sandbox", "--smtp", f"127.0.0.1:{smtp_port}", "--http", f"127.0.0.1:{http_port}",
             "--data-directory", f"{work}/sandbox", "--app", f"{client_id}:{secret}",
-            "--messages-per-minute", str(args.per_minute), "--strict-quotas", "--log-level", "warning",
+            "--messages-per-minute", str(args.per_minute), "--strict-quotas", "--log-level", "info",
         ], stdout=subprocess.DEVNULL, stderr=open(f"{work}/sandbox.log", "w"))
         processes.append(sandbox)
         wait_port(smtp_port)
@@ -143,7 +144,10 @@ delivery:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

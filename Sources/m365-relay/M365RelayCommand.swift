@@ -140,6 +140,9 @@ struct Sandbox: AsyncParsableCommand {
     @Option(help: "A mailbox and its OAuth token, as ADDRESS:TOKEN (repeatable).")
     var mailbox: [String] = []
 
+    @Option(help: "A mailbox and its password for basic AUTH LOGIN, as ADDRESS:PASSWORD (repeatable; Microsoft is turning basic authentication off).")
+    var mailboxPassword: [String] = []
+
     @Option(help: "A token accepted for any mailbox (sending only as itself).")
     var anyMailboxToken: String?
 
@@ -173,6 +176,9 @@ struct Sandbox: AsyncParsableCommand {
         for entry in mailbox where !entry.contains(":") {
             throw ValidationError("--mailbox must be ADDRESS:TOKEN, got \(entry)")
         }
+        for entry in mailboxPassword where !entry.contains(":") {
+            throw ValidationError("--mailbox-password must be ADDRESS:PASSWORD, got \(entry)")
+        }
         for entry in app where !entry.contains(":") {
             throw ValidationError("--app must be CLIENT_ID:SECRET, got \(entry)")
         }
@@ -182,8 +188,8 @@ struct Sandbox: AsyncParsableCommand {
         if messagesPerMinute < 1 || recipientsPerDay < 1 || tokenLifetime < 1 {
             throw ValidationError("--messages-per-minute, --recipients-per-day and --token-lifetime must be at least 1")
         }
-        if mailbox.isEmpty && anyMailboxToken == nil && app.isEmpty {
-            throw ValidationError("give at least one --mailbox ADDRESS:TOKEN, --any-mailbox-token TOKEN or --app CLIENT_ID:SECRET")
+        if mailbox.isEmpty && mailboxPassword.isEmpty && anyMailboxToken == nil && app.isEmpty {
+            throw ValidationError("give at least one --mailbox ADDRESS:TOKEN, --mailbox-password ADDRESS:PASSWORD, --any-mailbox-token TOKEN or --app CLIENT_ID:SECRET")
         }
     }
 
@@ -202,6 +208,9 @@ struct Sandbox: AsyncParsableCommand {
         configuration.mailboxes = mailbox.map { entry in
             let parts = entry.split(separator: ":", maxSplits: 1)
             return .init(address: String(parts[0]), tokens: [String(parts[1])])
+        } + mailboxPassword.map { entry in
+            let parts = entry.split(separator: ":", maxSplits: 1)
+            return .init(address: String(parts[0]), password: String(parts[1]))
         }
         configuration.apps = app.map { entry in
             let parts = entry.split(separator: ":", maxSplits: 1)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import NIOSSL
 import RelayCore
 import RelayStorage
@@ -327,7 +328,29 @@ public final class SMTPSubmissionTransport: RelayTransport {
     }
 
     private func release(_ connection: SMTPClientConnection, capabilities: SMTPCapabilities, identity: String) {
-        idle.withLockedValue { $0[identity, default: []].append(Idle(connection: connection, capabilities: capabilities, since: now())) }
+        let since = now()
+        idle.withLockedValue { $0[identity, default: []].append(Idle(connection: connection, capabilities: capabilities, since: since)) }
+        // An idle connection goes when its lifetime ends, not at the mailbox's next
+        // burst: a new connection opened while the old one is still closing would
+        // exceed Microsoft's count of three per mailbox (432 4.3.2).
+        connection.channel.eventLoop.scheduleTask(in: .milliseconds(Int64(settings.idleLifetime * 1000))) { [weak self] in
+            self?.retire(connection, since: since, identity: identity)
+        }
+    }
+
+    /// Quits an idle connection that nobody took during its lifetime.
+    private func retire(_ connection: SMTPClientConnection, since: Date, identity: String) {
+        let removed = idle.withLockedValue { state -> Bool in
+            guard var list = state[identity],
+                  let index = list.firstIndex(where: { $0.connection === connection && $0.since == since }) else { return false }
+            list.remove(at: index)
+            state[identity] = list.isEmpty ? nil : list
+            return true
+        }
+        guard removed else { return }
+        connection.channel.writeAndFlush(ByteBuffer(string: "QUIT\r\n")).whenComplete { _ in
+            connection.channel.close(promise: nil)
+        }
     }
 
     private func connect(identity: String) async throws -> Idle {
@@ -431,6 +454,12 @@ public final class SMTPSubmissionTransport: RelayTransport {
             reason = error.description
         } else if let error = error as? NIOSSLError {
             reason = "TLS error: \(error)"
+        } else if let error = error as? NIOConnectionError {
+            // NIO's description lists every address tried with its internals; one line says it.
+            let cause = error.connectionErrors.first.map { attempt in
+                (attempt.error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(attempt.error)"
+            } ?? "the name did not resolve"
+            reason = "cannot connect to \(settings.host):\(settings.port): \(cause)"
         } else {
             reason = "\(error)"
         }
