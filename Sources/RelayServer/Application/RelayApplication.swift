@@ -110,6 +110,7 @@ public final class RelayApplication: Sendable {
         var addresses: [SocketAddress] = []
         do {
             let tlsContext = try makeServerTLSContext(configuration.server.tls)
+            let ingressSecurity = RelayIngressSecurity(configuration: configuration)
             for listener in configuration.server.listeners {
                 let security: SMTPListener.Security
                 switch listener.tls {
@@ -122,7 +123,7 @@ public final class RelayApplication: Sendable {
                     security = .implicitTLS(tlsContext)
                 }
                 let ingress = RelayIngress(
-                    configuration: configuration, listener: listener, store: store, logger: ingressLogger,
+                    configuration: configuration, listener: listener, store: store, security: ingressSecurity, logger: ingressLogger,
                     wakeDelivery: { [delivery] in delivery.wake() })
                 let configured = configuration.server.limits
                 var limits = SMTPConnectionLimits()

@@ -15,14 +15,18 @@ final class RelayIngress: SMTPServerDelegate {
     private let logger: Logger
     private let wakeDelivery: @Sendable () -> Void
     private let now: @Sendable () -> Date
+    /// State shared by every listener: AUTH failures per address, client rates.
+    private let security: RelayIngressSecurity
 
     init(
         configuration: RelayConfiguration, listener: RelayConfiguration.Listener, store: any RelayQueueStore,
-        logger: Logger, now: @escaping @Sendable () -> Date = Date.init, wakeDelivery: @escaping @Sendable () -> Void
+        security: RelayIngressSecurity, logger: Logger, now: @escaping @Sendable () -> Date = Date.init,
+        wakeDelivery: @escaping @Sendable () -> Void
     ) {
         self.configuration = configuration
         self.listener = listener
         self.store = store
+        self.security = security
         self.logger = logger
         self.now = now
         self.wakeDelivery = wakeDelivery
@@ -85,47 +89,7 @@ final class RelayIngress: SMTPServerDelegate {
             clientAddress: connection.clientAddress, heloName: envelope.heloName, tlsVersion: envelope.tls?.version,
             authenticatedAs: envelope.authenticatedAs, route: client.route, smtpUTF8: envelope.parameters.smtpUTF8,
             body8Bit: envelope.parameters.body8Bit)
-        return RelayIngressSink(writer: writer, envelope: relayEnvelope, store: store, logger: logger, now: now, wakeDelivery: wakeDelivery)
-    }
-}
-
-/// One message on its way into the queue.
-final class RelayIngressSink: SMTPMessageSink, @unchecked Sendable {
-    private let writer: any RelayMessageWriter
-    private let envelope: RelayEnvelope
-    private let store: any RelayQueueStore
-    private let logger: Logger
-    private let now: @Sendable () -> Date
-    private let wakeDelivery: @Sendable () -> Void
-
-    init(writer: any RelayMessageWriter, envelope: RelayEnvelope, store: any RelayQueueStore, logger: Logger,
-         now: @escaping @Sendable () -> Date, wakeDelivery: @escaping @Sendable () -> Void) {
-        self.writer = writer
-        self.envelope = envelope
-        self.store = store
-        self.logger = logger
-        self.now = now
-        self.wakeDelivery = wakeDelivery
-    }
-
-    func write(_ chunk: ByteBuffer) throws { try writer.write(chunk) }
-
-    func abort() { writer.abort() }
-
-    func commit() async -> SMTPReply {
-        do {
-            let message = try await store.commit(writer, envelope: envelope, now: now())
-            logger.info("Message queued", metadata: [
-                "queue_id": "\(message.id)", "client": "\(envelope.clientName)", "client_ip": "\(envelope.clientAddress)",
-                "from": "\(envelope.sender)", "rcpt_count": "\(envelope.recipients.count)", "size": "\(message.size)",
-                "route": "\(envelope.route)", "tls": "\(envelope.tlsVersion ?? "none")",
-            ])
-            wakeDelivery()
-            return SMTPReply(250, .init(2, 0, 0), "Ok: queued as \(message.id)")
-        } catch {
-            logger.error("Could not queue a message", metadata: ["queue_id": "\(writer.id)", "error": "\(error)"])
-            writer.abort()
-            return SMTPReply(451, .init(4, 3, 0), "Temporary failure storing the message, try again later")
-        }
+        return RelayIngressSink(
+            writer: writer, envelope: relayEnvelope, client: client, store: store, logger: logger, now: now, wakeDelivery: wakeDelivery)
     }
 }
