@@ -23,6 +23,7 @@ WATCH=${5:-900}
 HERE=$(cd "$(dirname "$0")" && pwd)
 INSTANCE=$HERE/../../shared/bench/postfix-instance.sh
 WORK=$(mktemp -d /tmp/m365-drain-postfix.XXXXXX)
+chmod 0755 "$WORK"   # the postfix user must reach its data directory
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SMTP_PORT=$(port); HTTP_PORT=$(port); LISTEN_PORT=$(port)
 

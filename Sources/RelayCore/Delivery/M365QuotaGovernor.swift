@@ -12,12 +12,14 @@ import Foundation
 ///
 /// ## Rules
 ///
-/// - **Windows.** Every admitted message is counted at the moment it is
+/// - **Windows.** Every admitted message is counted from the moment it is
 ///   admitted (``request(mailbox:recipients:requests:now:)`` returns
 ///   `.proceed`), in sliding windows: 1 message in the minute window, its
 ///   recipients in the 24-hour window, its Graph requests in the 10-minute
-///   window. An event at `t` counts while `now < t + window` and leaves the
-///   window exactly at `t + window`.
+///   window. When its submission ends (``finished(_:outcome:now:)`` with
+///   `.submitted`) the count moves to that moment, which is when Microsoft
+///   counted it. An event at `t` counts while `now < t + window` and leaves
+///   the window exactly at `t + window`.
 /// - **Margin.** Each *rate* limit is paced below the quota by the route's
 ///   `quota_margin`: `floor(quota × (1 − margin))`, never below 1 (30 a minute
 ///   with 5 % gives 28; 10,000 a day gives 9,500). The margin absorbs the gap
@@ -275,6 +277,16 @@ public struct M365QuotaGovernor: Sendable {
             state.messages?.refund(1, at: ticket.issuedAt)
             state.recipients?.refund(ticket.recipients, at: ticket.issuedAt)
             state.requests?.refund(ticket.requests, at: ticket.issuedAt)
+        } else if now > ticket.issuedAt {
+            // Microsoft counts a message when it accepts it, at the end of the
+            // submission: the count moves there, so that a slow submission (a
+            // new connection, a loaded host) cannot let the next one in early.
+            state.messages?.refund(1, at: ticket.issuedAt)
+            state.messages?.record(1, at: now)
+            state.recipients?.refund(ticket.recipients, at: ticket.issuedAt)
+            state.recipients?.record(ticket.recipients, at: now)
+            state.requests?.refund(ticket.requests, at: ticket.issuedAt)
+            state.requests?.record(ticket.requests, at: now)
         }
         state.prune(now: now, recoveryInterval: recoveryInterval, concurrencyQuota: limits.concurrency)
         mailboxes[ticket.mailbox] = state

@@ -238,6 +238,19 @@ struct M365QuotaGovernorTests {
         #expect(usage.concurrency.used == 0)
     }
 
+    @Test func aSlowSubmissionCountsFromWhenMicrosoftAcceptedIt() throws {
+        // Two a minute. The first submission takes 5 s (a new connection on a
+        // loaded host): Microsoft counts it at t0+5, so the third message may
+        // only go at t0+65, not at t0+60 when its admission would have left.
+        var governor = Governor(quotas: Quotas(messagesPerMinute: 2), margin: 0)
+        let slow = try Self.ticket(governor.request(mailbox: "a@contoso.com", recipients: 1, now: Self.t0))
+        Self.send(&governor, "a@contoso.com", at: Self.at(1))
+        governor.finished(slow, now: Self.at(5))
+        #expect(governor.request(mailbox: "a@contoso.com", recipients: 1, now: Self.at(60)) == .wait(until: Self.at(61), reason: .messagesPerMinute))
+        #expect(Self.proceeds(governor.request(mailbox: "a@contoso.com", recipients: 1, now: Self.at(61))))
+        #expect(governor.request(mailbox: "a@contoso.com", recipients: 1, now: Self.at(62)) == .wait(until: Self.at(65), reason: .messagesPerMinute))
+    }
+
     // MARK: - Graph
 
     @Test func graphAllowsFourConcurrentRequests() throws {
