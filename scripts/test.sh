@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need_apt+=(libsqlite3-dev)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
@@ -15,6 +16,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+# The independent DKIM verifier (dkimpy, PyNaCl for ed25519-sha256) and its test DNS server (dnslib, dnspython).
+if ! python3 -c "import dkim, nacl, dns.resolver, dnslib" >/dev/null 2>&1; then
+  python3 -m pip install --quiet dkimpy dnspython dnslib pynacl \
+    || python3 -m pip install --quiet --break-system-packages dkimpy dnspython dnslib pynacl
 fi
 
 exec swift test "$@"

@@ -3,7 +3,8 @@ import SMTPCore
 
 /// Runs an `SMTPServerSession` with no channel: bytes in, replies and stored
 /// messages out. Used by transcript tests, which can feed the same input in
-/// any chunking and must get the same result.
+/// any chunking and must get the same result. Time is a mock clock that only
+/// `advance(by:)` moves; deadlines fire as it passes them.
 public struct SMTPServerDriver {
     public var session: SMTPServerSession
     public private(set) var output = ""
@@ -15,19 +16,37 @@ public struct SMTPServerDriver {
     private var openContent: String?
     private var input = ByteBuffer()
     private var queueNumber = 0
+    /// The mock clock.
+    public private(set) var now = NIODeadline.uptimeNanoseconds(1_000_000_000)
 
-    public init(configuration: SMTPServerSession.Configuration) {
-        session = SMTPServerSession(configuration: configuration)
-        perform(session.start())
+    public init(configuration: SMTPServerSession.Configuration, timeouts: SMTPServerTimeouts = SMTPServerTimeouts()) {
+        session = SMTPServerSession(configuration: configuration, timeouts: timeouts)
+        if let action = session.start(now: now) { perform(action) }
     }
 
     /// Feeds bytes, running every action to completion.
     public mutating func feed(_ bytes: some Sequence<UInt8>) {
         guard !closed else { return }
-        input.writeBytes(Array(bytes))
+        let bytes = Array(bytes)
+        if let action = session.received(octets: bytes.count, now: now) {
+            perform(action)
+            return
+        }
+        input.writeBytes(bytes)
         while !closed, let action = session.consume(&input) {
             perform(action)
         }
+    }
+
+    /// Moves the mock clock on, firing every deadline it passes, in order.
+    public mutating func advance(by amount: TimeAmount) {
+        let target = now + amount
+        while !closed, let deadline = session.nextDeadline, deadline <= target {
+            now = max(now, deadline)
+            guard let action = session.timerFired(now: now) else { break }
+            perform(action)
+        }
+        now = target
     }
 
     public mutating func feed(_ text: String) { feed(Array(text.utf8)) }
@@ -35,7 +54,7 @@ public struct SMTPServerDriver {
     /// Completes a STARTTLS handshake.
     public mutating func completeTLS(version: String = "TLSv1.3") {
         tlsRequested = false
-        session.tlsEstablished(SMTPTLSInfo(version: version))
+        session.tlsEstablished(SMTPTLSInfo(version: version), now: now)
         feed([UInt8]())
     }
 
@@ -62,7 +81,7 @@ public struct SMTPServerDriver {
             queueNumber += 1
             committed.append((envelope, openContent ?? ""))
             openContent = nil
-            if let next = session.messageCommitted(reply: .ok("Ok: queued as Q\(queueNumber)")) { perform(next) }
+            if let next = session.messageCommitted(reply: .ok("Ok: queued as Q\(queueNumber)"), now: now) { perform(next) }
         case .discardMessage(let replies, let after):
             openContent = nil
             send(replies, after)
@@ -71,7 +90,7 @@ public struct SMTPServerDriver {
             let reply = identity != nil
                 ? SMTPReply(235, .init(2, 7, 0), "Authentication successful")
                 : SMTPReply(535, .init(5, 7, 3), "Authentication unsuccessful")
-            if let next = session.authenticationCompleted(identity: identity, reply: reply) { perform(next) }
+            if let next = session.authenticationCompleted(identity: identity, reply: reply, now: now) { perform(next) }
         }
     }
 

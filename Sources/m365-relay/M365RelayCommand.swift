@@ -13,7 +13,7 @@ struct M365RelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "m365-relay",
         abstract: "An SMTP relay that delivers mail through Microsoft 365.",
-        subcommands: [Serve.self, CheckConfig.self, Sandbox.self])
+        subcommands: [Serve.self, CheckConfig.self, Sandbox.self, HashPassword.self])
 
     /// Exit codes of PRODUCT.md: 0 success, 1 a check failed, 2 usage error, 3 could not start.
     static func main() async {
@@ -245,5 +245,27 @@ struct Sandbox: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: sandbox)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+}
+
+/// `hash-password`: one line in (the password; its newline is not part of
+/// it), one line out (the scrypt PHC string for `password_hash_file`).
+struct HashPassword: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hash-password",
+        abstract: "Read a password from standard input (one line) and print its scrypt hash for password_hash_file.")
+
+    func run() throws {
+        // readLine strips "\n" or "\r\n": neither is part of the password.
+        guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+            FileHandle.standardError.write(Data("m365-relay hash-password: no password on standard input (expected one non-empty line)\n".utf8))
+            throw ExitCode(2)
+        }
+        do {
+            print(try RelayPasswordHash.make(password: Array(line.utf8)).encoded)
+        } catch {
+            FileHandle.standardError.write(Data("m365-relay hash-password: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }

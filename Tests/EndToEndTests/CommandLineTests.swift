@@ -186,7 +186,7 @@ struct CommandLineTests {
         let port = freeLoopbackPort()
         let firstStorage = directory.file("first/relay.sqlite")
         let first = try RelayCommandProcess(["serve", "--config", try directory.write("first.yaml", Self.configuration(port: port, storage: firstStorage))])
-        #expect(await eventually(timeout: 30) { first.stderr.contains("m365-relay started") || !first.isRunning },
+        #expect(await eventually(timeout: 60) { first.stderr.contains("m365-relay started") || !first.isRunning },
                 "the first relay did not start: \(first.stderr)")
         try #require(first.isRunning, "the first relay exited: \(first.stderr)")
         #expect(first.stderr.contains("127.0.0.1:\(port)"))
@@ -210,7 +210,7 @@ struct CommandLineTests {
 
         // With the first one gone, the same queue opens again.
         let fourth = try RelayCommandProcess(["serve", "--config", sameQueue])
-        #expect(await eventually(timeout: 30) { fourth.stderr.contains("m365-relay started") || !fourth.isRunning },
+        #expect(await eventually(timeout: 60) { fourth.stderr.contains("m365-relay started") || !fourth.isRunning },
                 "the queue stayed locked: \(fourth.stderr)")
         #expect(await fourth.terminate() == 0, "stderr: \(fourth.stderr)")
     }
@@ -241,7 +241,7 @@ struct CommandLineTests {
     @Test func serveWithoutAConfigurationRunsTheBuiltInSandboxSetup() async throws {
         let workingDirectory = TemporaryDirectory("cli-builtin")
         let relay = try RelayCommandProcess(["serve"], workingDirectory: workingDirectory.path)
-        let settled = await eventually(timeout: 30) {
+        let settled = await eventually(timeout: 60) {
             relay.stderr.contains("Built-in sandbox setup") || !relay.isRunning
         }
         #expect(settled, "neither started nor failed: \(relay.stderr)")
@@ -269,7 +269,7 @@ struct CommandLineTests {
         let sent = try await sendWithPython(port: 2525, from: "a@contoso.com", to: ["b@contoso.com"], content: message)
         #expect(sent["ok"] as? Bool == true, "\(sent)")
         let messages = data + "/sandbox/messages"
-        #expect(await eventually(timeout: 30) {
+        #expect(await eventually(timeout: 60) {
             ((try? FileManager.default.contentsOfDirectory(atPath: messages)) ?? []).filter { $0.hasSuffix(".json") }.count == 1
         }, "the sandbox did not receive the message: \(relay.stderr)")
 

@@ -94,7 +94,7 @@ struct CrashRecoveryTests {
 
         let first = try RelayChildProcess(configuration: configuration, log: directory.file("relay.log"))
         #expect(await eventually { first.log.contains("SMTP listener started") }, "the relay did not start: \(first.log)")
-        let message = Array("From: a@contoso.com\r\nTo: b@contoso.com\r\nSubject: survive\r\nMessage-ID: <crash@test>\r\n\r\nstill here\r\n".utf8)
+        let message = Array("From: a@contoso.com\r\nTo: b@contoso.com\r\nSubject: survive\r\nMessage-ID: <crash@test>\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\n\r\nstill here\r\n".utf8)
         let result = try await sendWithPython(port: relayPort, from: "a@contoso.com", to: ["b@contoso.com"], content: message)
         first.kill()
         #expect(result["ok"] as? Bool == true, "\(result)")
@@ -103,7 +103,7 @@ struct CrashRecoveryTests {
         try await sandbox.start()
         let second = try RelayChildProcess(configuration: configuration, log: directory.file("relay.log"))
         let store = sandbox.mailStore
-        #expect(try await eventually(timeout: 30) { try store.messages().count == 1 }, "the message was lost: \(second.log)")
+        #expect(try await eventually(timeout: 60) { try store.messages().count == 1 }, "the message was lost: \(second.log)")
         if let stored = try store.messages().first {
             #expect(splitReceived(try store.content(of: stored)).rest == message)
         }

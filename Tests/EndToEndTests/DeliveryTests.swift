@@ -63,7 +63,7 @@ struct DeliveryTests {
 
         let store = tenant.sandbox.mailStore
         // The original for the known recipient, then the DSN to the sender.
-        #expect(try await eventually(timeout: 30) { try store.messages().count == 2 }, "\((try? store.messages()) ?? [])")
+        #expect(try await eventually(timeout: 60) { try store.messages().count == 2 }, "\((try? store.messages()) ?? [])")
         let received = try store.messages()
         let original = try #require(received.first { $0.sender == "scanner@contoso.com" })
         #expect(original.recipients == ["someone@contoso.com"])
@@ -110,7 +110,7 @@ struct DeliveryTests {
         let queue = relay.application.store
         // The original fails for good, its DSN (null sender) too, and nothing bounces the bounce.
         var settled = false
-        for _ in 0..<300 where !settled {
+        for _ in 0..<600 where !settled {
             let all = try await queue.list(state: nil, limit: 10)
             settled = all.count == 2 && all.allSatisfy { $0.state == .failed }
             if !settled { try await Task.sleep(for: .milliseconds(100)) }

@@ -71,7 +71,7 @@ private func mail(from: String, to: String = "alice@contoso.com", subject: Strin
 
 /// The relay records an attempt just after the sandbox stores the message: wait for the record.
 private func deliveredMessages(_ relay: RelayHarness, count: Int) async throws -> [RelayQueuedMessage] {
-    for _ in 0..<200 {
+    for _ in 0..<1200 {
         let delivered = try await relay.application.store.list(state: .delivered, limit: 50)
         if delivered.count >= count { return delivered }
         try await Task.sleep(for: .milliseconds(50))
@@ -99,7 +99,7 @@ struct M365RoutesEndToEndTests {
             let sent = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["alice@contoso.com"], content: mail(from: "scanner@contoso.com", subject: "smtp\(number)"))
             #expect(sent["ok"] as? Bool == true, "\(sent)")
         }
-        #expect(try await eventually(timeout: 30) { try tenant.sandbox.mailStore.messages().count == 3 })
+        #expect(try await eventually(timeout: 60) { try tenant.sandbox.mailStore.messages().count == 3 })
         let stored = try tenant.sandbox.mailStore.messages()
         #expect(stored.allSatisfy { $0.mailbox == "relay@contoso.com" && $0.recipients == ["alice@contoso.com"] })
         #expect(tenant.sandbox.stats.tokensIssued == 1)
@@ -124,14 +124,14 @@ struct M365RoutesEndToEndTests {
             port: relay.port, from: "scanner@contoso.com", to: ["alice@contoso.com", "hidden@contoso.com"],
             content: mail(from: "scanner@contoso.com", subject: "graph"))
         #expect(sent["ok"] as? Bool == true, "\(sent)")
-        #expect(try await eventually(timeout: 30) { try tenant.sandbox.mailStore.messages().count == 1 })
+        #expect(try await eventually(timeout: 60) { try tenant.sandbox.mailStore.messages().count == 1 })
         let stored = try #require(try tenant.sandbox.mailStore.messages().first)
         #expect(stored.via == "graph")
         #expect(Set(stored.recipients) == ["alice@contoso.com", "hidden@contoso.com"])
         #expect(stored.mailbox == "scanner@contoso.com")
         let requestID = try #require(stored.requestID)
         var delivered = 0
-        for _ in 0..<200 where delivered == 0 {
+        for _ in 0..<1200 where delivered == 0 {
             delivered = try await relay.application.store.list(state: .delivered, limit: 5).count
             if delivered == 0 { try await Task.sleep(for: .milliseconds(50)) }
         }
@@ -165,7 +165,7 @@ struct M365RoutesEndToEndTests {
             """)
         let sent = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["partner@fabrikam.com"], content: mail(from: "scanner@contoso.com", to: "partner@fabrikam.com", subject: "connector"))
         #expect(sent["ok"] as? Bool == true, "\(sent)")
-        #expect(try await eventually(timeout: 30) { try tenant.sandbox.mailStore.messages().count == 1 })
+        #expect(try await eventually(timeout: 60) { try tenant.sandbox.mailStore.messages().count == 1 })
         let stored = try #require(try tenant.sandbox.mailStore.messages().first)
         #expect(stored.via == "connector")
         #expect(stored.connectorName == "relay-certificate")
@@ -185,7 +185,7 @@ struct M365RoutesEndToEndTests {
         let sent = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["partner@fabrikam.com"], content: mail(from: "scanner@contoso.com", to: "partner@fabrikam.com", subject: "unattributed"))
         #expect(sent["ok"] as? Bool == true, "\(sent)")
         let delivery = relay.application.delivery
-        #expect(try await eventually(timeout: 30) { delivery.health.hold(on: "tenant", now: Date())?.kind == .routePaused })
+        #expect(try await eventually(timeout: 60) { delivery.health.hold(on: "tenant", now: Date())?.kind == .routePaused })
         let queued = try await relay.application.store.list(state: .queued, limit: 5)
         #expect(queued.count == 1)
         #expect(queued.first?.recipients.first?.status == .pending)
@@ -208,13 +208,13 @@ struct M365RoutesEndToEndTests {
             port: relay.port, from: "scanner@contoso.com", to: ["alice@contoso.com", "partner@fabrikam.com"],
             content: mail(from: "scanner@contoso.com", subject: "direct"))
         #expect(sent["ok"] as? Bool == true, "\(sent)")
-        #expect(try await eventually(timeout: 30) { try tenant.sandbox.mailStore.messages().count == 1 })
+        #expect(try await eventually(timeout: 60) { try tenant.sandbox.mailStore.messages().count == 1 })
         let stored = try #require(try tenant.sandbox.mailStore.messages().first)
         #expect(stored.via == "direct-send")
         #expect(stored.recipients == ["alice@contoso.com"])
         let store = relay.application.store
         var finished: RelayQueuedMessage?
-        for _ in 0..<200 {
+        for _ in 0..<1200 {
             finished = try await store.list(state: .failed, limit: 5).first
             if finished != nil { break }
             try await Task.sleep(for: .milliseconds(50))
@@ -244,7 +244,7 @@ struct M365RoutesEndToEndTests {
         // relay@contoso.com may send as scanner@, not as the CEO.
         let sent = try await sendWithPython(port: relay.port, from: "ceo@contoso.com", to: ["alice@contoso.com"], content: mail(from: "ceo@contoso.com", subject: "spoof"))
         #expect(sent["ok"] as? Bool == true, "\(sent)")
-        #expect(try await eventually(timeout: 30) { try tenant.sandbox.mailStore.messages().count == 1 })
+        #expect(try await eventually(timeout: 60) { try tenant.sandbox.mailStore.messages().count == 1 })
         let dsn = try #require(try tenant.sandbox.mailStore.messages().first)
         #expect(dsn.sender.isEmpty)
         #expect(dsn.recipients == ["ceo@contoso.com"])
@@ -273,12 +273,12 @@ struct M365RoutesEndToEndTests {
             """)
         let first = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["alice@contoso.com"], content: mail(from: "scanner@contoso.com", subject: "before"))
         #expect(first["ok"] as? Bool == true)
-        #expect(try await eventually(timeout: 30) { try tenant.sandbox.mailStore.messages().count == 1 })
+        #expect(try await eventually(timeout: 60) { try tenant.sandbox.mailStore.messages().count == 1 })
         // Past the first token's lifetime; the idle connection is gone too (the sandbox drops it or it is stale).
         try await Task.sleep(for: .seconds(7))
         let second = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["alice@contoso.com"], content: mail(from: "scanner@contoso.com", subject: "after"))
         #expect(second["ok"] as? Bool == true)
-        #expect(try await eventually(timeout: 30) { try tenant.sandbox.mailStore.messages().count == 2 })
+        #expect(try await eventually(timeout: 60) { try tenant.sandbox.mailStore.messages().count == 2 })
         let delivered = try await deliveredMessages(relay, count: 2)
         #expect(delivered.count == 2)
         #expect(delivered.allSatisfy { $0.attempts == 1 }, "\(delivered.map { ($0.attempts, $0.lastError ?? "") })")
@@ -303,7 +303,7 @@ struct M365RoutesEndToEndTests {
         let started = Date()
         let sent = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["alice@contoso.com"], content: mail(from: "scanner@contoso.com", subject: "throttled"))
         #expect(sent["ok"] as? Bool == true)
-        #expect(try await eventually(timeout: 30) { try tenant.sandbox.mailStore.messages().count == 1 })
+        #expect(try await eventually(timeout: 60) { try tenant.sandbox.mailStore.messages().count == 1 })
         let stored = try #require(try tenant.sandbox.mailStore.messages().first)
         #expect(stored.receivedAt.timeIntervalSince(started) >= 2)
         let delivered = try await deliveredMessages(relay, count: 1)
@@ -339,7 +339,7 @@ struct M365RoutesEndToEndTests {
             let sent = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["alice@contoso.com"], content: mail(from: "scanner@contoso.com", subject: "fallback\(number)"))
             #expect(sent["ok"] as? Bool == true)
         }
-        #expect(try await eventually(timeout: 30) { try tenant.sandbox.mailStore.messages().count == 2 })
+        #expect(try await eventually(timeout: 60) { try tenant.sandbox.mailStore.messages().count == 2 })
         try await Task.sleep(for: .milliseconds(300))
         let stored = try tenant.sandbox.mailStore.messages()
         #expect(stored.count == 2)

@@ -89,7 +89,7 @@ struct QuotaBurstTests {
         #expect(busiest <= 400, "\(busiest) messages in one minute")
         let queue = relay.application.store
         var delivered: [RelayQueuedMessage] = []
-        for _ in 0..<100 {
+        for _ in 0..<600 {
             delivered = try await queue.list(state: .delivered, limit: 1000)
             if delivered.count == 600 { break }
             try await Task.sleep(for: .milliseconds(100))

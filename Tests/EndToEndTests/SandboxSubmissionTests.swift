@@ -68,7 +68,7 @@ final class SandboxSubmissionEndpoint: @unchecked Sendable {
         arguments["port"] = port
         arguments["cafile"] = sandbox.caFile
         let json = String(decoding: try JSONSerialization.data(withJSONObject: arguments), as: UTF8.self)
-        let run = try await ExternalProcess.python(sandboxPythonPrelude + script, [json], timeout: 30)
+        let run = try await ExternalProcess.python(sandboxPythonPrelude + script, [json], timeout: 120)
         guard run.status == 0, let line = run.stdout.split(separator: "\n").last else {
             Issue.record("python failed (\(run.status)); stdout: \(run.stdout); stderr: \(run.stderr)")
             throw CocoaError(.executableLoad)

@@ -145,11 +145,11 @@ enum SandboxApps {
         var der: [UInt8]
     }
 
-    static let signing: SigningCertificate = makeSigningCertificate(name: "relay app")
-    static let otherSigning: SigningCertificate = makeSigningCertificate(name: "someone else")
+    static let signing: SigningCertificate = makeSigningCertificate(name: "relay app", keyIndex: 0)
+    static let otherSigning: SigningCertificate = makeSigningCertificate(name: "someone else", keyIndex: 3)
 
-    static func makeSigningCertificate(name: String) -> SigningCertificate {
-        let key = try! _RSA.Signing.PrivateKey(keySize: .bits2048)
+    static func makeSigningCertificate(name: String, keyIndex: Int) -> SigningCertificate {
+        let key = try! _RSA.Signing.PrivateKey(pemRepresentation: TestRSAKeys.pem[keyIndex])
         let subject = try! DistinguishedName { CommonName(name) }
         let certificate = try! Certificate(
             version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),

@@ -57,7 +57,7 @@ struct M365ClientAssertionTests {
     }
 
     @Test func keyOfAnotherCertificateIsRefused() throws {
-        let one = try TestAppCertificate(), two = try TestAppCertificate()
+        let one = try TestAppCertificate(), two = try TestAppCertificate(keyIndex: 1)
         #expect(throws: M365TokenError.self) {
             try M365CertificateCredential(certificatePEM: one.certificatePEM, privateKeyPEM: SASLSecret(two.pkcs8KeyPEM))
         }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import RelayTestSupport
 import Logging
 import NIOCore
 import RelayCore
@@ -15,8 +16,9 @@ struct TestAppCertificate {
     var pkcs1KeyPEM: String { key.pemRepresentation }
     var pkcs8KeyPEM: String { key.pkcs8PEMRepresentation }
 
-    init(commonName: String = "m365-relay test app") throws {
-        key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+    /// - Parameter keyIndex: which of `TestRSAKeys` (distinct certificates need distinct indices).
+    init(commonName: String = "m365-relay test app", keyIndex: Int = 0) throws {
+        key = try _RSA.Signing.PrivateKey(pemRepresentation: TestRSAKeys.pem[keyIndex])
         let name = try DistinguishedName { CommonName(commonName) }
         let now = Date()
         certificate = try Certificate(

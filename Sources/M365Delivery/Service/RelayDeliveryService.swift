@@ -36,6 +36,8 @@ public final class RelayDeliveryService: Service, Sendable {
         public var slotRecheck: TimeInterval = 0.25
         /// Retry delay after a throttle that named no `Retry-After` (`432 4.3.2`).
         public var throttleRetry: TimeInterval = 10
+        /// DKIM signing (`dkim`): messages of a domain with a key leave signed. Nil: none.
+        public var dkim: RelayDKIMSigner?
 
         public init(hostname: String, schedule: RelayRetrySchedule, bounces: RelayConfiguration.BounceTarget, operatorAddress: String?, concurrency: Int) {
             self.hostname = hostname
@@ -211,8 +213,12 @@ public final class RelayDeliveryService: Service, Sendable {
 
     private func attempt(_ message: RelayQueuedMessage, pending: [String], transport: any RelayTransport) async -> RelayTransportOutcome {
         do {
-            let content = try store.openContent(id: message.id)
+            var content = try store.openContent(id: message.id)
             defer { content.close() }
+            if let dkim = settings.dkim {
+                // One pass to hash (a second reader), then the signature fields ahead of the content.
+                content = try dkim.signing(content, of: message, open: { try store.openContent(id: message.id) }, now: now())
+            }
             return await transport.deliver(message, recipients: pending, content: content)
         } catch {
             return .all(pending, .temporaryFailure, "Could not read the queued message: \(error)")

@@ -162,6 +162,20 @@ extension RelayConfiguration {
         public var authFailures: Int = 5
         /// `auth_lockout`: the counting window and the first lockout, doubling on repeat. Default 15 minutes.
         public var authLockout: TimeInterval = 900
+        /// `greeting_delay`: the relay waits this long before its greeting, and a
+        /// client that sends anything meanwhile is refused with `554 5.5.0` and
+        /// disconnected (RFC 5321 §4.3.1: a client waits for the greeting; spam
+        /// engines do not). Default `0s`, off: the relay's clients are known devices,
+        /// a connection matching no client is refused at the greeting anyway, and
+        /// every connection would pay the wait. Postfix's postscreen waits 6 s;
+        /// `1s` to `6s` suits a relay reachable from untrusted networks.
+        public var greetingDelay: TimeInterval = 0
+        /// `min_data_rate`: octets per second a client must keep up while it sends
+        /// a message, measured with `data_timeout` as slack (each octet moves the
+        /// deadline on by 1/rate seconds, never beyond `data_timeout` from now);
+        /// a client below it gets `421 4.4.2` and is disconnected. `0` turns it off.
+        /// Default 500, Postfix's `smtpd_min_data_rate`.
+        public var minDataRate: Int = 500
 
         public init() {}
     }
@@ -217,6 +231,9 @@ extension RelayConfiguration {
         public var rateLimit: RelayRateLimit?
         /// `route`: the name of a `routes` entry.
         public var route: String
+        /// `strip_headers`: header fields removed before queueing (e.g. `X-Originating-IP`),
+        /// names compared without case. Default none.
+        public var stripHeaders: [String]
 
         public init(
             name: String,
@@ -230,7 +247,8 @@ extension RelayConfiguration {
             rewriteDisplayName: DisplayNameRewrite = .keep,
             replyToOriginal: Bool = false,
             allowedRecipients: [String] = ["*"],
-            rateLimit: RelayRateLimit? = nil
+            rateLimit: RelayRateLimit? = nil,
+            stripHeaders: [String] = []
         ) {
             self.name = name
             self.route = route
@@ -244,6 +262,7 @@ extension RelayConfiguration {
             self.replyToOriginal = replyToOriginal
             self.allowedRecipients = allowedRecipients
             self.rateLimit = rateLimit
+            self.stripHeaders = stripHeaders
         }
     }
 

@@ -143,7 +143,7 @@ final class RelayConfigurationDecoder {
         if let limits = fields.nested("limits", keys: [
             "max_message_size", "max_recipients", "max_connections", "max_connections_per_ip", "idle_timeout",
             "command_timeout", "data_timeout", "max_errors", "max_command_line_length", "max_line_length",
-            "auth_failures", "auth_lockout",
+            "auth_failures", "auth_lockout", "greeting_delay", "min_data_rate",
         ]) {
             var result = RelayConfiguration.Limits()
             if let value = limits.size("max_message_size") { result.maxMessageSize = value }
@@ -162,6 +162,16 @@ final class RelayConfigurationDecoder {
             }
             if let value = limits.int("auth_failures", minimum: 1) { result.authFailures = value }
             if let value = limits.duration("auth_lockout") { result.authLockout = value }
+            if let value = limits.duration("greeting_delay", allowZero: true) { result.greetingDelay = value }
+            if let text = limits.string("min_data_rate") {
+                // Octets per second; a size unit is allowed (`1KB` is 1024 per second).
+                let digits = text.hasSuffix("/s") ? String(text.dropLast(2)) : text
+                if let value = RelayConfigurationSyntax.size(digits), value >= 0 {
+                    result.minDataRate = value
+                } else {
+                    report(limits.keyPath("min_data_rate"), "`\(text)` is not a rate; expected octets per second, e.g. `500`, `1KB` or `0` (off)")
+                }
+            }
             server.limits = result
         }
         return server
@@ -183,7 +193,7 @@ final class RelayConfigurationDecoder {
     func decodeClient(_ node: Node, at path: String) -> RelayConfiguration.Client {
         guard let fields = mapping(node, at: path, keys: [
             "name", "networks", "auth", "username", "allowed_senders", "rewrite_sender",
-            "rewrite_display_name", "reply_to_original", "allowed_recipients", "rate_limit", "route",
+            "rewrite_display_name", "reply_to_original", "allowed_recipients", "rate_limit", "route", "strip_headers",
         ], secrets: ["password_hash"]) else { return RelayConfiguration.Client(name: "", route: "") }
         let name = fields.string("name", required: true)
         let route = fields.string("route", required: true)
@@ -216,6 +226,16 @@ final class RelayConfigurationDecoder {
             }
         }
         if let value = fields.bool("reply_to_original") { client.replyToOriginal = value }
+        if let names = fields.stringList("strip_headers") {
+            client.stripHeaders = names.enumerated().compactMap { index, name in
+                // RFC 5322 §3.6.8: a field name is printable ASCII without the colon.
+                guard !name.isEmpty, name.unicodeScalars.allSatisfy({ $0.value > 32 && $0.value < 127 && $0 != ":" }) else {
+                    report("\(fields.keyPath("strip_headers"))[\(index)]", "`\(name)` is not a header field name (printable ASCII, no spaces or colon)")
+                    return nil
+                }
+                return name
+            }
+        }
         if let text = fields.string("rate_limit") {
             if let limit = RelayRateLimit(parsing: text) {
                 client.rateLimit = limit
@@ -459,14 +479,14 @@ struct Fields {
         return value
     }
 
-    /// A positive duration.
-    func duration(_ key: String) -> TimeInterval? {
+    /// A positive duration (or zero, when `allowZero`).
+    func duration(_ key: String, allowZero: Bool = false) -> TimeInterval? {
         guard let text = string(key) else { return nil }
         guard let value = RelayConfigurationSyntax.duration(text) else {
             decoder.report(keyPath(key), "`\(text)` is not a duration; expected e.g. `30s`, `5m`, `1h`, `5d`")
             return nil
         }
-        guard value > 0 else {
+        guard value > 0 || (allowZero && value == 0) else {
             decoder.report(keyPath(key), "must be positive")
             return nil
         }

@@ -87,6 +87,8 @@ extension RelayConfiguration {
                 ("max_line_length", Node(String(limits.maxLineLength))),
                 ("auth_failures", Node(String(limits.authFailures))),
                 ("auth_lockout", Node(RelayConfigurationSyntax.formatDuration(limits.authLockout))),
+                ("greeting_delay", Node(RelayConfigurationSyntax.formatDuration(limits.greetingDelay))),
+                ("min_data_rate", Node(String(limits.minDataRate))),
             ])),
         ])
     }
@@ -110,6 +112,7 @@ extension RelayConfiguration {
             ("reply_to_original", Node(String(client.replyToOriginal))),
             ("allowed_recipients", flowList(client.allowedRecipients)),
             ("rate_limit", client.rateLimit.map { Node($0.description) }),
+            ("strip_headers", client.stripHeaders.isEmpty ? nil : flowList(client.stripHeaders)),
             ("route", Node(client.route)),
         ])
     }

@@ -40,6 +40,13 @@ extension RelayConfiguration {
                 report("\(path).require_tls", "needs `tls: starttls` (there is no TLS to require)")
             }
         }
+        // RFC 5321 §4.5.3.2.1: a client waits 5 minutes for the greeting; a delay near it loses every client.
+        if server.limits.greetingDelay >= 60 {
+            report("server.limits.greeting_delay", "must be under a minute (clients give up waiting for the greeting)")
+        }
+        if server.limits.greetingDelay >= server.limits.commandTimeout {
+            report("server.limits.greeting_delay", "must be shorter than command_timeout")
+        }
 
         // routes
         if routes.isEmpty {

@@ -19,7 +19,9 @@ extension RelayConfiguration {
 
     /// What this build does not act on yet. Remove a case when the feature lands.
     public static let featuresNotYetImplemented: Set<Feature> = Set(Feature.allCases)
-        .subtracting([.graphRoutes, .connectorRoutes, .directSendRoutes, .oauthClientCredentials])
+        .subtracting([.graphRoutes, .connectorRoutes, .directSendRoutes, .oauthClientCredentials, .dkim])
+        .subtracting([.passwordClients, .clientRateLimit])
+        .subtracting([.rewriteSender, .rewriteDisplayName, .replyToOriginal])
 
     /// One line per configured key that this build parses but ignores, so
     /// that `check-config` and `serve` can say so instead of silently

@@ -18,6 +18,7 @@ import ServiceLifecycle
 /// such failures exit with code 3 and a reason; `run` then serves until
 /// SIGTERM or SIGINT and shuts down in order: ingress first (idle sessions
 /// get `421`, messages in flight finish), then delivery, then the sandbox.
+/// SIGHUP reloads the server certificate and key (``reloadTLS()``).
 public final class RelayApplication: Sendable {
     public let configuration: RelayConfiguration
     /// Where the SMTP listeners are bound (port 0 in the configuration becomes a real port).
@@ -29,9 +30,13 @@ public final class RelayApplication: Sendable {
     private let routes: RelayRouteTransports
     private let serviceGroup: ServiceGroup
     private let logger: Logger
+    /// The certificate the TLS listeners present; nil without `server.tls`.
+    private let serverTLS: RelayServerTLS?
 
     private init(configuration: RelayConfiguration, smtpAddresses: [SocketAddress], sandbox: M365Sandbox?, store: SQLiteQueueStore,
-                 delivery: RelayDeliveryService, routes: RelayRouteTransports, serviceGroup: ServiceGroup, logger: Logger) {
+                 delivery: RelayDeliveryService, routes: RelayRouteTransports, serviceGroup: ServiceGroup, logger: Logger,
+                 serverTLS: RelayServerTLS?) {
+        self.serverTLS = serverTLS
         self.configuration = configuration
         self.smtpAddresses = smtpAddresses
         self.sandbox = sandbox
@@ -49,6 +54,8 @@ public final class RelayApplication: Sendable {
         configuration: RelayConfiguration, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         handleSignals: Bool = true
     ) async throws(RelayStartupError) -> RelayApplication {
+        // DKIM keys before anything opens: a bad key file is a reason not to start.
+        let dkim = try RelayDKIMKeys.signer(for: configuration.dkim, logger: logger)
         // Storage first: nothing may be accepted that cannot be kept.
         let store: SQLiteQueueStore
         let dataDirectory: String
@@ -99,6 +106,7 @@ public final class RelayApplication: Sendable {
         settings.routes = Dictionary(uniqueKeysWithValues: configuration.routes.map { ($0.name, RelayDeliveryRoute($0)) })
         settings.routePause = configuration.delivery.routePause
         settings.tenantStop = configuration.delivery.tenantStop
+        settings.dkim = dkim
         var deliveryLogger = logger
         deliveryLogger[metadataKey: "component"] = "delivery"
         let delivery = RelayDeliveryService(store: store, transports: routes.transports, settings: settings, owner: owner, logger: deliveryLogger)
@@ -108,8 +116,10 @@ public final class RelayApplication: Sendable {
         ingressLogger[metadataKey: "component"] = "smtp"
         var servers: [SMTPServer] = []
         var addresses: [SocketAddress] = []
+        var serverTLS: RelayServerTLS?
         do {
-            let tlsContext = try makeServerTLSContext(configuration.server.tls)
+            serverTLS = try configuration.server.tls.map { tls throws(RelayStartupError) in try RelayServerTLS(settings: tls) }
+            let tlsContext = serverTLS?.context
             let ingressSecurity = RelayIngressSecurity(configuration: configuration)
             for listener in configuration.server.listeners {
                 let security: SMTPListener.Security
@@ -129,10 +139,12 @@ public final class RelayApplication: Sendable {
                 var limits = SMTPConnectionLimits()
                 limits.maxConnections = configured.maxConnections
                 limits.maxConnectionsPerAddress = configured.maxConnectionsPerIP
-                var timeouts = SMTPServerHandler.Timeouts()
-                // Waiting for a command: idle_timeout and command_timeout both bound it.
-                timeouts.command = .milliseconds(Int64(min(configured.idleTimeout, configured.commandTimeout) * 1000))
+                var timeouts = SMTPServerTimeouts()
+                timeouts.greetingDelay = .milliseconds(Int64(configured.greetingDelay * 1000))
+                timeouts.idle = .milliseconds(Int64(configured.idleTimeout * 1000))
+                timeouts.command = .milliseconds(Int64(configured.commandTimeout * 1000))
                 timeouts.data = .milliseconds(Int64(configured.dataTimeout * 1000))
+                timeouts.minDataRate = configured.minDataRate
                 let server = SMTPServer(
                     listeners: [SMTPListener(host: listener.address.host, port: listener.address.port, security: security)],
                     delegate: ingress, group: group, timeouts: timeouts, limits: limits, logger: ingressLogger)
@@ -156,13 +168,18 @@ public final class RelayApplication: Sendable {
         if let sandbox { services.append(sandbox.instance) }
         services.append(delivery)
         services += servers.map { SMTPIngressService(server: $0) }
+        // Last, so that graceful shutdown ends it first. SIGHUP is trapped from here on.
+        let reloader = RelayTLSReloader(serverTLS: serverTLS, logger: ingressLogger)
+        if handleSignals {
+            services.append(await RelayReloadSignalService { reloader.reloadLogging() })
+        }
         let serviceGroup = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
             logger: logger))
         return RelayApplication(
             configuration: configuration, smtpAddresses: addresses, sandbox: sandbox?.instance, store: store,
-            delivery: delivery, routes: routes, serviceGroup: serviceGroup, logger: logger)
+            delivery: delivery, routes: routes, serviceGroup: serviceGroup, logger: logger, serverTLS: serverTLS)
     }
 
     /// Serves until SIGTERM or SIGINT (or `cancel` of the calling task), then shuts down in order.
@@ -178,20 +195,11 @@ public final class RelayApplication: Sendable {
         await serviceGroup.triggerGracefulShutdown()
     }
 
-    private static func makeServerTLSContext(_ tls: RelayConfiguration.TLS?) throws -> NIOSSLContext? {
-        guard let tls else { return nil }
-        do {
-            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificateFile)
-            let keyPEM = try RelaySecrets.read(tls.privateKey)
-            let key = try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)
-            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-            configuration.minimumTLSVersion = tls.minimumVersion == .v1_3 ? .tlsv13 : .tlsv12
-            return try NIOSSLContext(configuration: configuration)
-        } catch let error as RelayStartupError {
-            throw error
-        } catch {
-            throw RelayStartupError("server.tls: cannot load certificate \(tls.certificateFile) or its key: \(error)")
-        }
+    /// Reads `server.tls`'s certificate and key again, as SIGHUP does: new
+    /// connections get the new certificate, open sessions keep theirs. On
+    /// failure the old certificate stays in use and the error names the file.
+    public func reloadTLS() throws(RelayStartupError) {
+        try RelayTLSReloader(serverTLS: serverTLS, logger: logger).reload()
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import RelayCore
 import RelayStorage
@@ -17,6 +18,8 @@ final class RelayIngress: SMTPServerDelegate {
     private let now: @Sendable () -> Date
     /// State shared by every listener: AUTH failures per address, client rates.
     private let security: RelayIngressSecurity
+    /// The live connections of this listener, for AUTH and the session audit line.
+    private let connections = NIOLockedValueBox([SMTPConnectionInfo: RelayIngressConnection]())
 
     init(
         configuration: RelayConfiguration, listener: RelayConfiguration.Listener, store: any RelayQueueStore,
@@ -30,7 +33,20 @@ final class RelayIngress: SMTPServerDelegate {
         self.logger = logger
         self.now = now
         self.wakeDelivery = wakeDelivery
+        for (username, problem) in security.credentialProblemsToReport() {
+            logger.error("A password client cannot log in: its password hash is unusable", metadata: [
+                "username": "\(username)", "problem": "\(problem)",
+            ])
+        }
     }
+
+    static let authenticationRequired = SMTPReply(530, .init(5, 7, 0), "Authentication required")
+    /// RFC 4954 §6: 535 5.7.8 for credentials that do not match.
+    static let authenticationFailed = SMTPReply(535, .init(5, 7, 8), "Authentication credentials invalid")
+    /// RFC 4954 §6: 454 4.7.0 is the temporary AUTH failure; a locked-out
+    /// address gets it without its credentials being checked.
+    static let lockedOut = SMTPReply(454, .init(4, 7, 0), "Too many authentication failures from your address, try again later")
+    static let verifierBusy = SMTPReply(454, .init(4, 7, 0), "Temporary authentication failure, try again later")
 
     func sessionConfiguration(for connection: SMTPConnectionInfo) -> SMTPServerSession.Configuration {
         let limits = configuration.server.limits
@@ -45,32 +61,171 @@ final class RelayIngress: SMTPServerDelegate {
         session.clientAddress = connection.clientAddress
         session.startTLSAvailable = listener.tls == .starttls
         session.requireTLS = listener.requireTLS
-        guard let client = client(for: connection) else {
+
+        let address = RelayIPAddress(parsing: connection.clientAddress)
+        let access = address.map { RelayClientAccess(address: $0, listener: listener, clients: configuration.clients) }
+        let state = RelayIngressConnection(address: address, addressClient: access?.addressClient, started: now())
+        connections.withLockedValue { $0[connection] = state }
+
+        guard let access, access.outcome != .refuse else {
             // No configuration, however incomplete, makes an open relay.
             logger.notice("Connection refused: no client rule matches", metadata: ["client": "\(connection.clientAddress)"])
+            state.update { $0.end = "refused: no client rule matches" }
             session.refusal = SMTPReply(554, .init(5, 7, 1), "Access denied: \(connection.clientAddress) is not an allowed client")
             return session
         }
-        let senders = client.allowedSenders
-        session.senderCheck = { sender in
-            RelayAddressPattern.matches(sender.address, anyOf: senders)
-                ? nil : SMTPReply(550, .init(5, 7, 1), "Sender address not allowed for this client")
+        if access.authPossible {
+            session.authMechanisms = ["PLAIN", "LOGIN"]
+            session.allowPlaintextAuth = access.plaintextAuth
         }
-        let recipients = client.allowedRecipients
+        if access.outcome == .requireAuthentication {
+            session.requireAuthentication = Self.authenticationRequired
+        }
+        // The checks read the connection's current client: the address client
+        // until AUTH succeeds, the password client after.
+        let security = self.security
+        session.senderCheck = { sender in
+            guard let client = state.client else { return Self.authenticationRequired }
+            // A rewriting client's sender is replaced before it is judged (PRODUCT.md, Sender rules).
+            guard RelayAddressPattern.matches(client.rewriteSender ?? sender.address, anyOf: client.allowedSenders) else {
+                return SMTPReply(550, .init(5, 7, 1), "Sender address not allowed for this client")
+            }
+            // Counted at MAIL, once the sender is acceptable: a refused sender costs nothing.
+            guard security.takeMessage(client: client) else {
+                state.update { $0.rateLimited += 1 }
+                return SMTPReply(450, .init(4, 7, 1), "Message rate limit exceeded for this client (\(client.rateLimit!)), try again later")
+            }
+            return nil
+        }
         session.recipientCheck = { recipient in
-            RelayAddressPattern.matches(recipient.address, anyOf: recipients)
+            guard let client = state.client else { return Self.authenticationRequired }
+            return RelayAddressPattern.matches(recipient.address, anyOf: client.allowedRecipients)
                 ? nil : SMTPReply(550, .init(5, 7, 1), "Recipient not allowed for this client: relaying denied")
         }
         return session
     }
 
-    private func client(for connection: SMTPConnectionInfo) -> RelayConfiguration.Client? {
-        guard let address = RelayIPAddress(parsing: connection.clientAddress) else { return nil }
-        return matchClient(address: address, in: configuration.clients)
+    // MARK: AUTH
+
+    func verifyCredentials(_ exchange: SMTPAuthExchange, connection: SMTPConnectionInfo) async -> (identity: String?, reply: SMTPReply) {
+        guard let state = connections.withLockedValue({ $0[connection] }), let address = state.address else {
+            return (nil, Self.authenticationFailed)
+        }
+        if let until = security.lockedOutUntil(address) {
+            state.update { $0.authFailures += 1 }
+            logger.notice("AUTH refused: address locked out", metadata: [
+                "client_ip": "\(connection.clientAddress)", "until": "\(until)",
+            ])
+            return (nil, Self.lockedOut)
+        }
+        let credentials: (username: String, password: [UInt8])
+        do {
+            credentials = try Self.decode(exchange)
+        } catch {
+            return await failed(state: state, address: address, connection: connection, username: nil, reason: "malformed response",
+                                reply: SMTPReply(501, .init(5, 5, 2), "Cannot decode the AUTH response"))
+        }
+        let client = RelayClientAccess.passwordClient(username: credentials.username, address: address, in: configuration.clients)
+        let verification = await security.verify(username: client?.username, password: credentials.password)
+        // Checks queue one at a time: parallel guesses from one address that
+        // complete after its lockout began learn nothing, right or wrong.
+        if security.lockedOutUntil(address) != nil {
+            state.update { $0.authFailures += 1 }
+            return (nil, Self.lockedOut)
+        }
+        switch verification {
+        case .valid:
+            guard let client else { break }
+            security.recordSuccess(address)
+            state.update {
+                $0.authenticated = client
+                $0.identity = credentials.username
+            }
+            return (credentials.username, SMTPReply(235, .init(2, 7, 0), "Authentication successful"))
+        case .busy:
+            return (nil, Self.verifierBusy)
+        case .misconfigured(let problem):
+            logger.error("Password client cannot log in: its password hash is unusable", metadata: [
+                "client": "\(client?.name ?? "?")", "problem": "\(problem)",
+            ])
+        case .invalid:
+            break
+        }
+        let reason = client == nil ? "unknown username or not allowed from this address" : "wrong password"
+        return await failed(state: state, address: address, connection: connection, username: credentials.username, reason: reason,
+                            reply: Self.authenticationFailed)
     }
 
+    /// Counts the failure towards a lockout and waits its delay before the reply.
+    private func failed(
+        state: RelayIngressConnection, address: RelayIPAddress, connection: SMTPConnectionInfo, username: String?, reason: String,
+        reply: SMTPReply
+    ) async -> (identity: String?, reply: SMTPReply) {
+        let failure = security.recordFailure(address)
+        state.update { $0.authFailures += 1 }
+        var metadata: Logger.Metadata = [
+            "client_ip": "\(connection.clientAddress)", "reason": "\(reason)", "failures": "\(failure.failures)",
+        ]
+        if let username { metadata["username"] = "\(RelayLogText.escape(username))" }
+        if let until = failure.lockedUntil {
+            metadata["locked_until"] = "\(Date(timeIntervalSinceReferenceDate: until))"
+            logger.warning("AUTH failed; address locked out", metadata: metadata)
+        } else {
+            logger.notice("AUTH failed", metadata: metadata)
+        }
+        // Suspends this task only; the connection waits for the reply, nothing else does.
+        try? await Task.sleep(for: .milliseconds(Int(failure.delay * 1000)))
+        return (nil, reply)
+    }
+
+    struct MalformedAuth: Error {}
+
+    /// The username and password of a PLAIN or LOGIN exchange. PLAIN with an
+    /// authorization identity other than the username is refused: a client
+    /// acts as itself only.
+    static func decode(_ exchange: SMTPAuthExchange) throws -> (username: String, password: [UInt8]) {
+        switch exchange.mechanism {
+        case "PLAIN":
+            guard exchange.responses.count == 1 else { throw MalformedAuth() }
+            let credentials = try SASLPlain.decode(exchange.responses[0])
+            guard credentials.authorizationIdentity.isEmpty || credentials.authorizationIdentity == credentials.username else {
+                throw MalformedAuth()
+            }
+            return (credentials.username, Array(credentials.password.unredacted.utf8))
+        case "LOGIN":
+            guard exchange.responses.count == 2 else { throw MalformedAuth() }
+            let username = try SASLLogin.decodeUsername(exchange.responses[0])
+            let password = try SASLLogin.decodePassword(exchange.responses[1])
+            return (username, Array(password.unredacted.utf8))
+        default:
+            throw MalformedAuth()
+        }
+    }
+
+    // MARK: Messages
+
     func openMessage(envelope: SMTPSessionEnvelope, connection: SMTPConnectionInfo) throws -> any SMTPMessageSink {
-        guard let client = client(for: connection) else { throw RelayStorageError(.io, "no client") }
+        guard let state = connections.withLockedValue({ $0[connection] }), let address = state.address else {
+            throw RelayStorageError(.io, "no client")
+        }
+        // The session's own record of AUTH decides, not ours: after STARTTLS
+        // the session forgets an earlier AUTH (RFC 3207 §4.2).
+        let client: RelayConfiguration.Client?
+        if let identity = envelope.authenticatedAs {
+            client = RelayClientAccess.passwordClient(username: identity, address: address, in: configuration.clients)
+        } else {
+            client = state.addressClient
+        }
+        guard let client,
+              RelayAddressPattern.matches(client.rewriteSender ?? envelope.sender.address, anyOf: client.allowedSenders),
+              envelope.recipients.allSatisfy({ RelayAddressPattern.matches($0.address, anyOf: client.allowedRecipients) })
+        else {
+            throw RelayStorageError(.io, "the envelope was checked against another client rule")
+        }
+        state.update {
+            $0.heloName = envelope.heloName
+            if let tls = envelope.tls { $0.tls = tls }
+        }
         let arrival = now()
         let id = RelayQueueID.make(millisecondsSinceEpoch: UInt64(arrival.timeIntervalSince1970 * 1000))
         let writer = try store.makeWriter(id: id)
@@ -89,7 +244,90 @@ final class RelayIngress: SMTPServerDelegate {
             clientAddress: connection.clientAddress, heloName: envelope.heloName, tlsVersion: envelope.tls?.version,
             authenticatedAs: envelope.authenticatedAs, route: client.route, smtpUTF8: envelope.parameters.smtpUTF8,
             body8Bit: envelope.parameters.body8Bit)
-        return RelayIngressSink(
-            writer: writer, envelope: relayEnvelope, client: client, store: store, logger: logger, now: now, wakeDelivery: wakeDelivery)
+        let sink = RelayIngressSink(
+            writer: writer, envelope: relayEnvelope, client: client, store: store, logger: logger, now: now, wakeDelivery: wakeDelivery,
+            hostname: configuration.server.hostname)
+        return RelayIngressCountingSink(sink, connection: state)
+    }
+
+    // MARK: Audit
+
+    /// One line per session: who, how protected, what it did, how it ended.
+    /// Client-supplied text is escaped; AUTH payloads never reach the state.
+    func connectionClosed(_ connection: SMTPConnectionInfo) {
+        guard let state = connections.withLockedValue({ $0.removeValue(forKey: connection) }) else { return }
+        let facts = state.facts
+        let client = facts.authenticated ?? facts.addressClient
+        var metadata: Logger.Metadata = [
+            "client": "\(client?.name ?? "-")",
+            "client_ip": "\(connection.clientAddress)",
+            "listener": "\(connection.listener)",
+            "tls": "\(facts.tls?.version ?? (connection.implicitTLS ? "implicit" : "none"))",
+            "messages_accepted": "\(facts.messagesAccepted)",
+            "auth_failures": "\(facts.authFailures)",
+            "end": "\(facts.end ?? "closed")",
+            "duration_ms": "\(Int(now().timeIntervalSince(facts.started) * 1000))",
+        ]
+        if let cipher = facts.tls?.cipher { metadata["tls_cipher"] = "\(cipher)" }
+        if let identity = facts.identity { metadata["auth_identity"] = "\(RelayLogText.escape(identity))" }
+        if let helo = facts.heloName { metadata["helo"] = "\(RelayLogText.escape(helo))" }
+        if facts.messagesRefused > 0 { metadata["messages_refused"] = "\(facts.messagesRefused)" }
+        if facts.rateLimited > 0 { metadata["rate_limited"] = "\(facts.rateLimited)" }
+        logger.info("Session ended", metadata: metadata)
+    }
+}
+
+/// What the relay knows about one live connection. Shared between the
+/// event loop (checks at MAIL and RCPT) and AUTH tasks, hence the lock.
+final class RelayIngressConnection: Sendable {
+    struct Facts: Sendable {
+        var addressClient: RelayConfiguration.Client?
+        var authenticated: RelayConfiguration.Client?
+        var identity: String?
+        var heloName: String?
+        var tls: SMTPTLSInfo?
+        var messagesAccepted = 0
+        var messagesRefused = 0
+        var authFailures = 0
+        var rateLimited = 0
+        var end: String?
+        var started: Date
+    }
+
+    let address: RelayIPAddress?
+    let addressClient: RelayConfiguration.Client?
+    private let box: NIOLockedValueBox<Facts>
+
+    init(address: RelayIPAddress?, addressClient: RelayConfiguration.Client?, started: Date) {
+        self.address = address
+        self.addressClient = addressClient
+        box = NIOLockedValueBox(Facts(addressClient: addressClient, started: started))
+    }
+
+    /// The rule the session runs under now: the password client once AUTH succeeded.
+    var client: RelayConfiguration.Client? { box.withLockedValue { $0.authenticated ?? $0.addressClient } }
+    var facts: Facts { box.withLockedValue { $0 } }
+    func update(_ body: (inout Facts) -> Void) { box.withLockedValue { body(&$0) } }
+}
+
+/// Counts what the store accepted, for the session's audit line.
+final class RelayIngressCountingSink: SMTPMessageSink {
+    private let sink: any SMTPMessageSink
+    private let connection: RelayIngressConnection
+
+    init(_ sink: any SMTPMessageSink, connection: RelayIngressConnection) {
+        self.sink = sink
+        self.connection = connection
+    }
+
+    func write(_ chunk: ByteBuffer) throws { try sink.write(chunk) }
+    func abort() { sink.abort() }
+
+    func commit() async -> SMTPReply {
+        let reply = await sink.commit()
+        connection.update { facts in
+            if reply.code / 100 == 2 { facts.messagesAccepted += 1 } else { facts.messagesRefused += 1 }
+        }
+        return reply
     }
 }

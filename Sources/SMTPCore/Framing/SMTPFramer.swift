@@ -74,6 +74,12 @@ public struct SMTPFramer: Sendable {
         self.limits = limits
     }
 
+    /// In a line mode: part of a line was read (and dropped, for one too long) without its end yet.
+    /// With the bytes still buffered, this tells whether a command is under way.
+    public var hasPartialLine: Bool {
+        lineTruncated || lineScanOffset > 0 || lineProblem != nil
+    }
+
     /// Switches mode. DATA content state restarts; BDAT state runs on across
     /// the chunks of one message until `finishBDATMessage()`.
     public mutating func setMode(_ newMode: Mode) {

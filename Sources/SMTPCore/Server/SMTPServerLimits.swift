@@ -15,6 +15,11 @@ public struct SMTPServerLimits: Hashable, Sendable {
     public var maxRecipients = 500
     /// Rejected commands before the session is closed with `421`.
     public var maxErrors = 20
+    /// NOOP, RSET, VRFY and HELP commands allowed before each further one also
+    /// counts as an error (towards `maxErrors`), so that a client cannot hold a
+    /// connection open with them forever; reset when a message is accepted.
+    /// Default 100, Postfix's `smtpd_junk_command_limit`.
+    public var maxJunkCommands = 100
 
     public init() {}
 }

@@ -94,6 +94,8 @@ public struct SMTPServerSession: Sendable {
 
     private enum Phase: Hashable, Sendable {
         case start
+        /// Waiting out the greeting delay; any input now is refused.
+        case greeting(until: NIODeadline)
         case refused
         case command
         case awaitingOpen(data: Bool)
@@ -118,6 +120,7 @@ public struct SMTPServerSession: Sendable {
     }
 
     public let configuration: Configuration
+    public let timeouts: SMTPServerTimeouts
     private var framer: SMTPFramer
     private var phase = Phase.start
     private var heloName: String?
@@ -126,10 +129,21 @@ public struct SMTPServerSession: Sendable {
     private var authenticatedAs: String?
     private var transaction: Transaction?
     private var errorCount = 0
+    private var junkCount = 0
     private var closeAfterMessage = false
 
-    public init(configuration: Configuration) {
+    // Deadlines (see `nextDeadline`).
+    /// When input last arrived or the session last stopped waiting on the server.
+    private var lastActivity: NIODeadline?
+    /// When the command line now partly read began to arrive.
+    private var commandStartedAt: NIODeadline?
+    /// While a message is being received: the time by which the client must
+    /// have sent enough octets to keep up `minDataRate`.
+    private var rateDeadline: NIODeadline?
+
+    public init(configuration: Configuration, timeouts: SMTPServerTimeouts = SMTPServerTimeouts()) {
         self.configuration = configuration
+        self.timeouts = timeouts
         self.framer = SMTPFramer(limits: configuration.limits)
         self.tls = configuration.implicitTLS
     }
@@ -139,15 +153,40 @@ public struct SMTPServerSession: Sendable {
     /// Idle between commands, with no message in progress: safe to close with `421`.
     public var isIdle: Bool {
         switch phase {
-        case .start, .refused, .command, .authResponse: transaction?.messageOpen != true
+        case .start, .greeting, .refused, .command, .authResponse: transaction?.messageOpen != true
         default: false
         }
     }
 
     // MARK: Events
 
-    /// The connection is up: the greeting.
-    public mutating func start() -> Action {
+    /// The connection is up (for implicit TLS: its handshake is done): the
+    /// greeting now, or nil when it waits for `greetingDelay` (`timerFired`).
+    public mutating func start(now: NIODeadline) -> Action? {
+        guard case .start = phase else { return nil }
+        lastActivity = now
+        if timeouts.greetingDelay > .zero {
+            phase = .greeting(until: now + timeouts.greetingDelay)
+            return nil
+        }
+        return greet()
+    }
+
+    /// An implicit TLS connection was accepted; its handshake, before `start`,
+    /// is bounded by the command timeout.
+    public mutating func connectionOpened(now: NIODeadline) {
+        guard case .start = phase else { return }
+        lastActivity = now
+    }
+
+    /// The handshake of an implicit TLS connection finished (RFC 8314 §3.3): the session starts over TLS.
+    public mutating func implicitTLSEstablished(_ info: SMTPTLSInfo, now: NIODeadline) -> Action? {
+        guard case .start = phase else { return nil }
+        tls = info
+        return start(now: now)
+    }
+
+    private mutating func greet() -> Action {
         if let refusal = configuration.refusal {
             phase = .refused
             return .reply(refusal)
@@ -156,19 +195,125 @@ public struct SMTPServerSession: Sendable {
         return .reply(SMTPReply(220, nil, "\(configuration.hostname) \(configuration.greetingText)"))
     }
 
+    /// Octets arrived from the client (before `consume` sees them).
+    ///
+    /// During the greeting delay they are refused with `554 5.5.0` and the
+    /// connection closes: RFC 5321 §4.3.1 has the client wait for the greeting,
+    /// and one that does not is a spam engine or another protocol. Nothing it
+    /// sent is read.
+    public mutating func received(octets: Int, now: NIODeadline) -> Action? {
+        guard octets > 0 else { return nil }
+        lastActivity = now
+        if case .greeting = phase {
+            phase = .closed
+            return .reply(.talkedBeforeGreeting, then: .close)
+        }
+        if let deadline = rateDeadline {
+            let limit = now + timeouts.data
+            if timeouts.minDataRate > 0 {
+                let credit = TimeAmount.nanoseconds(Int64(octets) * 1_000_000_000 / Int64(timeouts.minDataRate))
+                rateDeadline = min(deadline + credit, limit)
+            } else {
+                rateDeadline = limit
+            }
+        }
+        return nil
+    }
+
     /// Consumes input until there is something to do; nil when more input is needed
     /// or the session waits for the result of an earlier action.
     public mutating func consume(_ input: inout ByteBuffer) -> Action? {
+        defer { noteProgress(remaining: input.readableBytes) }
         while canRead, let frame = framer.next(&input) {
+            switch frame {
+            case .line, .badLine: commandStartedAt = nil
+            default: break
+            }
             if let action = handle(frame, input: &input) { return action }
         }
         return nil
     }
 
+    // MARK: Deadlines
+
+    /// When `timerFired` must next be called; nil while the session waits on
+    /// the server (storage, credentials) or is closed.
+    public var nextDeadline: NIODeadline? {
+        guard let last = lastActivity else { return nil }
+        switch phase {
+        case .greeting(let until):
+            return until
+        case .start, .awaitingTLS:
+            return last + timeouts.command
+        case .command, .refused, .authResponse:
+            if let rate = rateDeadline { return rate }  // between BDAT chunks
+            var deadline = last + timeouts.idle
+            if let started = commandStartedAt { deadline = min(deadline, started + timeouts.command) }
+            return deadline
+        case .data, .bdatChunk:
+            return rateDeadline ?? last + timeouts.data
+        case .awaitingOpen, .awaitingCommit, .awaitingAuth, .closed:
+            return nil
+        }
+    }
+
+    /// The timer armed for `nextDeadline` went off. Nil when nothing is due
+    /// yet (the deadline moved on since): arm the timer again.
+    public mutating func timerFired(now: NIODeadline) -> Action? {
+        guard let deadline = nextDeadline, now >= deadline, let last = lastActivity else { return nil }
+        switch phase {
+        case .greeting:
+            return greet()
+        case .start, .awaitingTLS:
+            // A TLS handshake that did not finish: there is no channel to answer on.
+            phase = .closed
+            return .reply([], then: .close)
+        default:
+            break
+        }
+        let reply: SMTPReply
+        if let rate = rateDeadline, deadline == rate, timeouts.minDataRate > 0, now < last + timeouts.data {
+            reply = .dataRateTooLow
+        } else if let started = commandStartedAt, deadline == started + timeouts.command, now < last + timeouts.idle {
+            reply = .commandTimeout
+        } else {
+            reply = .idleTimeout
+        }
+        return closeNow(reply)
+    }
+
+    /// After input was consumed: starts or stops the command and data-rate clocks.
+    private mutating func noteProgress(remaining: Int) {
+        switch phase {
+        case .command, .refused, .authResponse:
+            if remaining > 0 || framer.hasPartialLine {
+                if commandStartedAt == nil { commandStartedAt = lastActivity }
+            } else {
+                commandStartedAt = nil
+            }
+        default:
+            commandStartedAt = nil
+        }
+        updateRateClock()
+    }
+
+    /// The data-rate clock runs from the start of a message's content to its end.
+    private mutating func updateRateClock() {
+        let receiving: Bool = switch phase {
+        case .data, .bdatChunk: true
+        default: transaction?.messageOpen == true
+        }
+        if !receiving {
+            rateDeadline = nil
+        } else if rateDeadline == nil, let last = lastActivity {
+            rateDeadline = last + timeouts.data
+        }
+    }
+
     private var canRead: Bool {
         switch phase {
         case .command, .refused, .data, .bdatChunk, .authResponse: true
-        case .start, .awaitingOpen, .awaitingCommit, .awaitingAuth, .awaitingTLS, .closed: false
+        case .start, .greeting, .awaitingOpen, .awaitingCommit, .awaitingAuth, .awaitingTLS, .closed: false
         }
     }
 
@@ -179,10 +324,12 @@ public struct SMTPServerSession: Sendable {
             if isData {
                 phase = .data
                 framer.setMode(.data)
+                updateRateClock()
                 return .reply(.startMailInput)
             }
             phase = .bdatChunk(last: pendingBDATLast)
             framer.setMode(.bdat(remaining: pendingBDATSize))
+            updateRateClock()
             return nil
         }
         let failure = SMTPReply(451, .init(4, 3, 0), "Temporary failure storing the message, try again later")
@@ -195,6 +342,7 @@ public struct SMTPServerSession: Sendable {
         transaction!.failure = failure
         phase = .bdatChunk(last: pendingBDATLast)
         framer.setMode(.bdat(remaining: pendingBDATSize))
+        updateRateClock()
         return nil
     }
 
@@ -209,10 +357,13 @@ public struct SMTPServerSession: Sendable {
     }
 
     /// The storage answered: `250 ... queued as` or a failure.
-    public mutating func messageCommitted(reply: SMTPReply) -> Action? {
+    public mutating func messageCommitted(reply: SMTPReply, now: NIODeadline) -> Action? {
         guard case .awaitingCommit = phase else { return nil }
         transaction = nil
         phase = .command
+        lastActivity = now
+        rateDeadline = nil
+        if reply.code / 100 == 2 { junkCount = 0 }
         if closeAfterMessage {
             phase = .closed
             return .reply([reply, .shuttingDown], then: .close)
@@ -220,9 +371,10 @@ public struct SMTPServerSession: Sendable {
         return .reply(reply)
     }
 
-    public mutating func authenticationCompleted(identity: String?, reply: SMTPReply) -> Action? {
+    public mutating func authenticationCompleted(identity: String?, reply: SMTPReply, now: NIODeadline) -> Action? {
         guard case .awaitingAuth = phase else { return nil }
         phase = .command
+        lastActivity = now
         framer.setMode(.command)
         if let identity {
             authenticatedAs = identity
@@ -234,8 +386,9 @@ public struct SMTPServerSession: Sendable {
     }
 
     /// The TLS handshake finished: everything learnt before it is forgotten (RFC 3207 §4.2).
-    public mutating func tlsEstablished(_ info: SMTPTLSInfo) {
+    public mutating func tlsEstablished(_ info: SMTPTLSInfo, now: NIODeadline) {
         guard case .awaitingTLS = phase else { return }
+        lastActivity = now
         tls = info
         heloName = nil
         extended = false
@@ -245,18 +398,10 @@ public struct SMTPServerSession: Sendable {
         framer.setMode(.command)
     }
 
-    /// Idle or command timeout.
-    public mutating func timedOut() -> Action {
-        let wasOpen = transaction?.messageOpen == true
-        phase = .closed
-        transaction = nil
-        return wasOpen ? .discardMessage([.idleTimeout], then: .close) : .reply(.idleTimeout, then: .close)
-    }
-
     /// The server is stopping: idle sessions get `421` now, a message in flight finishes first.
     public mutating func shutdownRequested() -> Action? {
         switch phase {
-        case .command, .refused, .start, .authResponse:
+        case .command, .refused, .start, .greeting, .authResponse:
             if transaction?.messageOpen == true {
                 // Between BDAT chunks: let the client finish the message.
                 closeAfterMessage = true
@@ -354,6 +499,12 @@ public struct SMTPServerSession: Sendable {
     }
 
     private mutating func command(_ line: ByteBuffer, input: inout ByteBuffer) -> Action? {
+        if Self.isHTTPRequestLine(line) {
+            // A browser or proxy made to talk to us (cross-protocol attack): whatever
+            // follows is not SMTP and nothing of it may run as a command.
+            input.moveReaderIndex(forwardBy: input.readableBytes)
+            return closeNow(.httpRequest)
+        }
         let command: SMTPCommand
         do {
             command = try SMTPCommand.parse(line)
@@ -461,21 +612,21 @@ public struct SMTPServerSession: Sendable {
             transaction = nil
             framer.finishBDATMessage()
             let reply = SMTPReply.ok()
-            return wasOpen ? .discardMessage([reply], then: .continue) : .reply(reply)
+            return wasOpen ? .discardMessage([reply], then: .continue) : junk(reply)
 
         case .noop:
-            return .reply(.ok())
+            return junk(.ok())
         case .quit:
             let wasOpen = transaction?.messageOpen == true
             transaction = nil
             phase = .closed
             return wasOpen ? .discardMessage([.closing], then: .close) : .reply(.closing, then: .close)
         case .vrfy:
-            return .reply(SMTPReply(252, .init(2, 5, 0), "Cannot VRFY user, but will accept message and attempt delivery"))
+            return junk(SMTPReply(252, .init(2, 5, 0), "Cannot VRFY user, but will accept message and attempt delivery"))
         case .expn:
             return errorReply(SMTPReply(502, .init(5, 5, 1), "EXPN is not supported"))
         case .help:
-            return .reply(SMTPReply(214, .init(2, 0, 0), "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH"))
+            return junk(SMTPReply(214, .init(2, 0, 0), "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH"))
 
         case .startTLS:
             guard configuration.startTLSAvailable, tls == nil else {
@@ -554,6 +705,44 @@ public struct SMTPServerSession: Sendable {
 
     private mutating func countError() { errorCount += 1 }
 
+    /// A command that moves nothing forward: free up to `maxJunkCommands`, then each one counts as an error.
+    private mutating func junk(_ reply: SMTPReply) -> Action {
+        junkCount += 1
+        guard junkCount > configuration.limits.maxJunkCommands else { return .reply(reply) }
+        return errorReply(reply)
+    }
+
+    /// Ends the session now with `reply` (connection-scoped), dropping any message in progress.
+    private mutating func closeNow(_ reply: SMTPReply) -> Action {
+        let wasOpen = transaction?.messageOpen == true
+        transaction = nil
+        phase = .closed
+        rateDeadline = nil
+        commandStartedAt = nil
+        return wasOpen ? .discardMessage([reply], then: .close) : .reply(reply, then: .close)
+    }
+
+    /// Request methods of HTTP/1 (RFC 9110 §9, RFC 5789) and the HTTP/2
+    /// preface (RFC 9113 §3.4). None is an SMTP verb.
+    private static let httpMethods: [[UInt8]] = [
+        "GET ", "HEAD ", "POST ", "PUT ", "DELETE ", "CONNECT ", "OPTIONS ", "TRACE ", "PATCH ", "PRI ",
+    ].map { Array($0.utf8) }
+
+    /// Whether `line` starts like an HTTP request line (methods compared without case).
+    static func isHTTPRequestLine(_ line: ByteBuffer) -> Bool {
+        line.withUnsafeReadableBytes { bytes in
+            httpMethods.contains { method in
+                guard bytes.count >= method.count else { return false }
+                for (index, expected) in method.enumerated() {
+                    var byte = bytes[index]
+                    if byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") { byte -= 32 }
+                    if byte != expected { return false }
+                }
+                return true
+            }
+        }
+    }
+
     private mutating func errorReply(_ reply: SMTPReply) -> Action {
         countError()
         if errorCount >= configuration.limits.maxErrors { return closeForErrors(after: reply) }
@@ -566,4 +755,12 @@ public struct SMTPServerSession: Sendable {
         phase = .closed
         return wasOpen ? .discardMessage([reply, .tooManyErrors], then: .close) : .reply([reply, .tooManyErrors], then: .close)
     }
+}
+
+extension SMTPReply {
+    /// RFC 5321 §4.3.1: the client sent before the greeting.
+    static let talkedBeforeGreeting = SMTPReply(554, .init(5, 5, 0), "Protocol error: client sent before the greeting")
+    static let httpRequest = SMTPReply(554, .init(5, 5, 0), "HTTP is not accepted here, closing connection")
+    static let commandTimeout = SMTPReply(421, .init(4, 4, 2), "Command timeout, closing connection")
+    static let dataRateTooLow = SMTPReply(421, .init(4, 4, 2), "Data rate too low, closing connection")
 }

@@ -6,14 +6,32 @@ import NIOPosix
 import NIOSSL
 import SMTPCore
 
+/// The TLS context a listener gives new connections. Replacing it (a
+/// certificate reloaded on SIGHUP) changes what later handshakes present;
+/// connections that already have TLS keep theirs.
+public final class SMTPServerTLSContext: Sendable {
+    private let box: NIOLockedValueBox<NIOSSLContext>
+
+    public init(_ context: NIOSSLContext) {
+        box = NIOLockedValueBox(context)
+    }
+
+    /// The context for a handshake starting now.
+    public var current: NIOSSLContext { box.withLockedValue { $0 } }
+
+    public func replace(with context: NIOSSLContext) {
+        box.withLockedValue { $0 = context }
+    }
+}
+
 /// One listening socket of the SMTP server.
 public struct SMTPListener: Sendable {
     public enum Security: Sendable {
         case plaintext
         /// Plaintext with STARTTLS offered (RFC 3207).
-        case startTLS(NIOSSLContext)
+        case startTLS(SMTPServerTLSContext)
         /// TLS from the first byte (RFC 8314).
-        case implicitTLS(NIOSSLContext)
+        case implicitTLS(SMTPServerTLSContext)
     }
 
     public var host: String
@@ -144,7 +162,7 @@ public final class SMTPServer: Sendable {
                 if state.perAddress[address] == 0 { state.perAddress[address] = nil }
             }
         }
-        var tlsContext: NIOSSLContext?
+        var tlsContext: SMTPServerTLSContext?
         var implicit = false
         switch listener.security {
         case .plaintext: break
@@ -152,7 +170,7 @@ public final class SMTPServer: Sendable {
         case .implicitTLS(let context):
             tlsContext = context
             implicit = true
-            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context.current))
         }
         let info = SMTPConnectionInfo(clientAddress: address, clientPort: port, listener: listenerName, implicitTLS: implicit)
         try channel.pipeline.syncOperations.addHandler(

@@ -12,18 +12,13 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
     public typealias OutboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
-    public struct Timeouts: Sendable {
-        /// Waiting for a command (RFC 5321 §4.5.3.2.7 suggests 5 minutes).
-        public var command: TimeAmount = .minutes(5)
-        /// Waiting for the next block of message content (§4.5.3.2.5: 3 minutes; we allow the longer of the two).
-        public var data: TimeAmount = .minutes(5)
-        public init() {}
-    }
+    /// The session's deadlines; the session decides them, the handler keeps one timer armed.
+    public typealias Timeouts = SMTPServerTimeouts
 
     private let delegate: any SMTPServerDelegate
     private let connection: SMTPConnectionInfo
-    private let tlsContext: NIOSSLContext?
-    private let timeouts: Timeouts
+    /// Read when the client asks for STARTTLS, so a reloaded certificate is used from then on.
+    private let tlsContext: SMTPServerTLSContext?
     private var logger: Logger
 
     private var session: SMTPServerSession
@@ -33,30 +28,39 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
     /// An action's result is pending (storage, credentials, TLS): input waits.
     private var waiting = false
     private var closing = false
-    /// Waiting for the client's TLS handshake: unlike storage, the client can stall this.
-    private var awaitingHandshake = false
     private var heldRead = false
     private var timer: Scheduled<Void>?
+    /// When the armed timer goes off; a later deadline leaves it armed (it re-arms when it fires).
+    private var timerDeadline: NIODeadline?
 
     /// Input buffered while waiting beyond which the socket is not read.
     private static let inputHighWater = 256 * 1024
 
-    public init(
+    public convenience init(
         delegate: any SMTPServerDelegate, connection: SMTPConnectionInfo, tlsContext: NIOSSLContext?,
+        timeouts: Timeouts = Timeouts(), logger: Logger
+    ) {
+        self.init(delegate: delegate, connection: connection, tlsContext: tlsContext.map(SMTPServerTLSContext.init),
+                  timeouts: timeouts, logger: logger)
+    }
+
+    public init(
+        delegate: any SMTPServerDelegate, connection: SMTPConnectionInfo, tlsContext: SMTPServerTLSContext?,
         timeouts: Timeouts = Timeouts(), logger: Logger
     ) {
         self.delegate = delegate
         self.connection = connection
         self.tlsContext = tlsContext
-        self.timeouts = timeouts
         self.logger = logger
         self.logger[metadataKey: "client"] = "\(connection.clientAddress)"
-        self.session = SMTPServerSession(configuration: delegate.sessionConfiguration(for: connection))
+        self.session = SMTPServerSession(configuration: delegate.sessionConfiguration(for: connection), timeouts: timeouts)
     }
 
     public func channelActive(context: ChannelHandlerContext) {
-        if !connection.implicitTLS {
-            perform(session.start(), context: context)
+        if connection.implicitTLS {
+            session.connectionOpened(now: .now())
+        } else if let action = session.start(now: .now()) {
+            perform(action, context: context)
             flushReplies(context: context)
         }
         armTimer(context: context)
@@ -64,7 +68,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
+        cancelTimer()
         discardMessage()
         delegate.connectionClosed(connection)
         context.fireChannelInactive()
@@ -73,6 +77,14 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         guard !closing else { return }
+        if let action = session.received(octets: bytes.readableBytes, now: .now()) {
+            // Refused before reading (a client talking before the greeting): the bytes are never looked at.
+            logger.notice("Connection refused: the client sent before the greeting")
+            input.clear()
+            perform(action, context: context)
+            flushReplies(context: context)
+            return
+        }
         input.writeBuffer(&bytes)
         processInput(context: context)
     }
@@ -97,19 +109,14 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
             let info = negotiatedTLS(context: context)
             logger.debug("TLS established", metadata: ["tls": "\(info.version)"])
             if connection.implicitTLS && !session.isTLSActive {
-                session = SMTPServerSession(configuration: {
-                    var configuration = session.configuration
-                    configuration.implicitTLS = info
-                    return configuration
-                }())
-                perform(session.start(), context: context)
+                if let action = session.implicitTLSEstablished(info, now: .now()) { perform(action, context: context) }
             } else {
-                session.tlsEstablished(info)
+                session.tlsEstablished(info, now: .now())
                 waiting = false
-                awaitingHandshake = false
             }
             processInput(context: context)
             flushReplies(context: context)
+            armTimer(context: context)
             return
         }
         if event is ChannelShouldQuiesceEvent {
@@ -117,6 +124,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
                 perform(action, context: context)
                 flushReplies(context: context)
             }
+            armTimer(context: context)
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -172,7 +180,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
 
         case .commitMessage:
             guard let sink else {
-                if let next = session.messageCommitted(reply: SMTPReply(451, .init(4, 3, 0), "Temporary failure storing the message, try again later")) {
+                if let next = session.messageCommitted(reply: SMTPReply(451, .init(4, 3, 0), "Temporary failure storing the message, try again later"), now: .now()) {
                     perform(next, context: context)
                 }
                 return
@@ -184,9 +192,10 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
             promise.completeWithTask { await sink.commit() }
             promise.futureResult.assumeIsolated().whenSuccess { reply in
                 self.waiting = false
-                if let next = self.session.messageCommitted(reply: reply) { self.perform(next, context: context) }
+                if let next = self.session.messageCommitted(reply: reply, now: .now()) { self.perform(next, context: context) }
                 self.processInput(context: context)
                 self.flushReplies(context: context)
+                self.armTimer(context: context)
             }
 
         case .discardMessage(let replies, let after):
@@ -210,11 +219,12 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
                 } else {
                     self.logger.notice("Authentication failed")
                 }
-                if let next = self.session.authenticationCompleted(identity: result.identity, reply: result.reply) {
+                if let next = self.session.authenticationCompleted(identity: result.identity, reply: result.reply, now: .now()) {
                     self.perform(next, context: context)
                 }
                 self.processInput(context: context)
                 self.flushReplies(context: context)
+                self.armTimer(context: context)
             }
         }
     }
@@ -231,18 +241,18 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
             break
         case .close:
             closing = true
+            input.clear()
             flushReplies(context: context)
-            timer?.cancel()
+            cancelTimer()
             context.close(promise: nil)
         case .startTLS:
             flushReplies(context: context)
-            guard let tlsContext else {
+            guard let tlsContext = tlsContext?.current else {
                 closing = true
                 context.close(promise: nil)
                 return
             }
             waiting = true
-            awaitingHandshake = true
             // Whatever plaintext was buffered has been dropped by the session;
             // from here every byte goes through TLS first.
             input.clear()
@@ -268,17 +278,38 @@ public final class SMTPServerHandler: ChannelDuplexHandler {
         sink = nil
     }
 
+    /// Keeps one timer armed for the session's next deadline. A deadline that
+    /// only moved later (the data rate credits every read) leaves the timer as
+    /// it is: when it fires early the session says so and it is armed again.
     private func armTimer(context: ChannelHandlerContext) {
-        timer?.cancel()
-        guard !closing else { return }
-        let timeout = session.isIdle ? timeouts.command : timeouts.data
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-            // Waiting on our own storage or credential check is not the client's fault.
-            guard !self.closing, !self.waiting || self.awaitingHandshake else { return }
-            self.logger.notice("Session timed out")
-            self.perform(self.session.timedOut(), context: context)
-            self.flushReplies(context: context)
+        guard !closing, let deadline = session.nextDeadline else {
+            cancelTimer()
+            return
         }
+        if let armed = timerDeadline, armed <= deadline { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            self.timer = nil
+            self.timerDeadline = nil
+            guard !self.closing else { return }
+            if let action = self.session.timerFired(now: .now()) {
+                if case .reply(let replies, .close) = action {
+                    self.logger.notice("Session closed: deadline passed", metadata: ["reply": "\(replies.first.map { "\($0)" } ?? "none")"])
+                } else if case .discardMessage(let replies, .close) = action {
+                    self.logger.notice("Session closed: deadline passed, message discarded", metadata: ["reply": "\(replies.first.map { "\($0)" } ?? "none")"])
+                }
+                self.perform(action, context: context)
+                self.flushReplies(context: context)
+            }
+            self.armTimer(context: context)
+        }
+    }
+
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+        timerDeadline = nil
     }
 
     private func negotiatedTLS(context: ChannelHandlerContext) -> SMTPTLSInfo {

@@ -100,9 +100,12 @@ struct ConfigurationParsingTests {
         let warnings = config.warnings
         // Graph, connector and Direct Send routes and OAuth app credentials are acted on.
         #expect(!warnings.contains { $0.hasPrefix("routes[") })
-        #expect(warnings.contains { $0.hasPrefix("clients[1].auth:") })
-        #expect(warnings.contains { $0.hasPrefix("clients[0].rewrite_sender:") })
-        #expect(warnings.contains { $0.hasPrefix("dkim:") })
+        // Password clients and client rate limits are acted on.
+        #expect(!warnings.contains { $0.hasPrefix("clients[1].auth:") || $0.hasPrefix("clients[1].rate_limit:") })
+        // Sender rewriting is acted on.
+        #expect(!warnings.contains { $0.hasPrefix("clients[0].rewrite_") || $0.hasPrefix("clients[0].reply_to_original") })
+        // DKIM signing is acted on.
+        #expect(!warnings.contains { $0.hasPrefix("dkim") })
         #expect(warnings.contains { $0.hasPrefix("alerts:") })
         // With every feature implemented there is nothing to say.
         #expect(config.warnings(notImplemented: []).isEmpty)
