@@ -155,8 +155,10 @@ extension RelayConfiguration {
         public var maxErrors: Int = 20
         /// `max_command_line_length` in octets including CRLF. Default 512 (RFC 5321 §4.5.3.1.4).
         public var maxCommandLineLength: Int = 512
-        /// `max_line_length` of message text in octets including CRLF. Default 1000 (RFC 5321 §4.5.3.1.6).
-        public var maxLineLength: Int = 1000
+        /// `max_line_length` of message text in octets including CRLF. Default 65,536:
+        /// devices send longer lines than RFC 5321's 1,000 and Microsoft refuses
+        /// them, so the relay takes them and folds or re-encodes them to 998.
+        public var maxLineLength: Int = 65_536
         /// `auth_failures`: failed AUTH attempts from one address within
         /// `auth_lockout` that lock it out. Default 5 (PRODUCT.md, Lockout).
         public var authFailures: Int = 5
@@ -282,6 +284,24 @@ extension RelayConfiguration {
         case drop
         /// Any other text: this display name.
         case replace(String)
+    }
+}
+
+// MARK: - recipients inside the tenant
+
+extension RelayConfiguration {
+    /// The `allowed_recipients` entry that stands for the tenant's own domains:
+    /// the `accepted_domains` (or `domain`) of the client's route.
+    public static let internalRecipients = "internal"
+
+    /// A client's `allowed_recipients` with `internal` spelled out as `*@domain`
+    /// for each accepted domain of its route.
+    public func recipientPatterns(for client: Client) -> [String] {
+        guard client.allowedRecipients.contains(Self.internalRecipients) else { return client.allowedRecipients }
+        let domains = route(named: client.route)?.effectiveAcceptedDomains ?? []
+        return client.allowedRecipients.flatMap { pattern in
+            pattern == Self.internalRecipients ? domains.map { "*@" + $0 } : [pattern]
+        }
     }
 }
 

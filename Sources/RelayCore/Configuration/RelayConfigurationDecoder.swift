@@ -211,7 +211,7 @@ final class RelayConfigurationDecoder {
         client.username = fields.string("username")
         client.passwordHash = fields.secret("password_hash")
         if let patterns = fields.addressPatterns("allowed_senders") { client.allowedSenders = patterns }
-        if let patterns = fields.addressPatterns("allowed_recipients") { client.allowedRecipients = patterns }
+        if let patterns = fields.addressPatterns("allowed_recipients", allowInternal: true) { client.allowedRecipients = patterns }
         client.rewriteSender = fields.address("rewrite_sender")
         if let text = fields.string("rewrite_display_name") {
             switch text {
@@ -614,14 +614,15 @@ struct Fields {
     }
 
     /// `user@domain`, `*@domain` or `*`.
-    func addressPatterns(_ key: String) -> [String]? {
+    /// - Parameter allowInternal: accept `internal` (the route's accepted domains), for recipients.
+    func addressPatterns(_ key: String, allowInternal: Bool = false) -> [String]? {
         guard let list = stringList(key) else { return nil }
         var result: [String] = []
         for (index, pattern) in list.enumerated() {
-            if RelayConfigurationDecoder.isAddressPattern(pattern) {
+            if RelayConfigurationDecoder.isAddressPattern(pattern) || (allowInternal && pattern == RelayConfiguration.internalRecipients) {
                 result.append(pattern)
             } else {
-                decoder.report("\(keyPath(key))[\(index)]", "`\(pattern)` is not a pattern; expected `user@domain`, `*@domain` or `*`")
+                decoder.report("\(keyPath(key))[\(index)]", "`\(pattern)` is not a pattern; expected `user@domain`, `*@domain` or `*`" + (allowInternal ? ", or `internal`" : ""))
             }
         }
         return result

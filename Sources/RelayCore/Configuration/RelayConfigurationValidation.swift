@@ -81,6 +81,9 @@ extension RelayConfiguration {
             }
             if !client.route.isEmpty && routeIndex[client.route] == nil {
                 report("\(path).route", "no route is named `\(client.route)`")
+            } else if client.allowedRecipients.contains(Self.internalRecipients),
+                      route(named: client.route)?.effectiveAcceptedDomains.isEmpty == true {
+                report("\(path).allowed_recipients", "`internal` needs the route `\(client.route)` to name its `domain` or `accepted_domains`")
             }
             if client.auth == .password, let username = client.username {
                 if let first = usernames[username] {

@@ -97,9 +97,10 @@ final class RelayIngress: SMTPServerDelegate {
             }
             return nil
         }
+        let relayConfiguration = self.configuration
         session.recipientCheck = { recipient in
             guard let client = state.client else { return Self.authenticationRequired }
-            return RelayAddressPattern.matches(recipient.address, anyOf: client.allowedRecipients)
+            return RelayAddressPattern.matches(recipient.address, anyOf: relayConfiguration.recipientPatterns(for: client))
                 ? nil : SMTPReply(550, .init(5, 7, 1), "Recipient not allowed for this client: relaying denied")
         }
         return session
@@ -218,7 +219,7 @@ final class RelayIngress: SMTPServerDelegate {
         }
         guard let client,
               RelayAddressPattern.matches(client.rewriteSender ?? envelope.sender.address, anyOf: client.allowedSenders),
-              envelope.recipients.allSatisfy({ RelayAddressPattern.matches($0.address, anyOf: client.allowedRecipients) })
+              envelope.recipients.allSatisfy({ RelayAddressPattern.matches($0.address, anyOf: configuration.recipientPatterns(for: client)) })
         else {
             throw RelayStorageError(.io, "the envelope was checked against another client rule")
         }
