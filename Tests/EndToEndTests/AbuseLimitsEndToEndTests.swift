@@ -8,7 +8,7 @@ import Testing
 let abusePythonPrelude = #"""
 import socket, ssl, sys, json, time, hashlib, os, warnings
 warnings.simplefilter("ignore")
-def connect(port, source="127.0.0.1", timeout=10):
+def connect(port, source="127.0.0.1", timeout=60):
     return socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
 def reply(f):
     lines = []

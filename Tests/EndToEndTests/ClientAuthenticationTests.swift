@@ -34,7 +34,7 @@ struct SMTPDialogue: Sendable {
     b64 = lambda s: base64.b64encode(s.encode()).decode()
     class Conn:
         def __init__(self, source, port):
-            self.sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=60, source_address=(source, 0))
             self.f = self.sock.makefile("rb")
         def send(self, text):
             self.sock.sendall(text.encode() + b"\\r\\n")

@@ -97,7 +97,7 @@ struct RelayEndToEndTests {
         let (relay, caFile) = try await RelayHarness.withTestCertificate(listener: "tls: starttls")
         let script = """
         import socket, ssl, sys, json
-        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
         f = s.makefile("rb")
         def reply(f):
             lines = []
@@ -160,7 +160,7 @@ struct RelayEndToEndTests {
         let relay = try await RelayHarness { RelayHarness.sandboxYAML($0) }
         let script = """
         import socket, sys
-        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
         f = s.makefile("rb")
         print(f.readline().decode().strip(), flush=True)
         s.sendall(b"EHLO idle.test\\r\\n")

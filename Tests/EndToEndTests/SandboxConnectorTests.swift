@@ -19,7 +19,7 @@ struct SandboxMXTransaction: Decodable, Sendable {
 
 /// Connects from `source`, STARTTLS (with a client certificate when given), MAIL, each RCPT, DATA if any was accepted.
 let sandboxMXScript = #"""
-s = smtplib.SMTP(timeout=20, source_address=(args["source"], 0))
+s = smtplib.SMTP(timeout=60, source_address=(args["source"], 0))
 s.connect(HOST, args["mxport"])
 s._host = HOST
 s.ehlo("relay.test")

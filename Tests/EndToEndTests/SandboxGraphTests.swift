@@ -152,7 +152,8 @@ struct SandboxGraphTests {
             }
             #expect(statuses == [202, 202, 429])
             #expect(last?.errorCode == "ApplicationThrottled")
-            #expect((590...600).contains(Int(last?.headers["retry-after"] ?? "") ?? 0), "\(last?.headers ?? [:])")
+            // Seconds until the first request leaves the 10-minute window; a loaded machine takes a few.
+            #expect((570...600).contains(Int(last?.headers["retry-after"] ?? "") ?? 0), "\(last?.headers ?? [:])")
         }
     }
 

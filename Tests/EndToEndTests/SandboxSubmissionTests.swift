@@ -101,7 +101,7 @@ def reply(pair):
     return {"code": code, "text": text}
 
 def connect():
-    s = smtplib.SMTP(timeout=10)
+    s = smtplib.SMTP(timeout=60)
     greeting = reply(s.connect(HOST, args["port"]))
     s._host = HOST  # the name STARTTLS verifies; only SMTP(host) sets it
     return s, greeting
