@@ -57,16 +57,16 @@ final class M365SandboxTenant: Sendable {
     /// Counts a submission against `mailbox`'s quotas; waits out a per-minute
     /// delay unless the quotas are strict.
     func submit(mailbox: String, recipients: Int) async -> QuotaOutcome {
-        let now = Date()
+        let now = configuration.now()
         let decision = quota.withLockedValue { $0.submit(mailbox: mailbox, recipients: recipients, now: now) }
         switch decision {
         case .accept(let slot):
-            let wait = slot.timeIntervalSince(Date())
+            let wait = slot.timeIntervalSince(now)
             if wait > 0 {
                 logger.debug("Submission delayed by the per-minute quota", metadata: ["mailbox": "\(mailbox)", "seconds": "\(wait)"])
                 try? await Task.sleep(for: .milliseconds(Int((wait * 1000).rounded(.up))))
             }
-            return .accepted(at: Date())
+            return .accepted(at: configuration.now())
         case .rateExceeded(let retryAt):
             recordThrottleRejection()
             return .rateExceeded(retryAfter: max(1, Int(retryAt.timeIntervalSince(now).rounded(.up))))

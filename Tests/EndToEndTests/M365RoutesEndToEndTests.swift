@@ -33,6 +33,20 @@ private struct Tenant {
 
     var login: String { sandbox.httpBaseURL ?? "" }
 
+    /// An `smtp` route to the sandbox's submission endpoint with the secret app's token.
+    func smtpRoute(name: String = "tenant", mailbox: String? = "relay@contoso.com") -> String {
+        """
+          - name: \(name)
+            mode: smtp
+            smtp_endpoint: "127.0.0.1:\(sandbox.ports.smtp)"
+            ca_file: \(sandbox.caFile)
+            login_url: \(login)
+            tenant_id: sandbox.onmicrosoft.com
+            client_id: \(SandboxApps.clientID)
+            client_secret_file: $DIR/secret
+        """ + (mailbox.map { "\n    mailbox: \($0)" } ?? "")
+    }
+
     /// A relay whose one client sends through `routes` (YAML list items), the first one named `tenant`.
     func relay(routes: String, delivery: String = "delivery:\n  retry: [1s]\n  bounces: sender") async throws -> RelayHarness {
         try await RelayHarness { directory in
@@ -84,17 +98,7 @@ struct M365RoutesEndToEndTests {
     @Test("smtp: XOAUTH2 with an app-only token from the token endpoint (client secret); one token for several messages")
     func smtpWithClientSecret() async throws {
         let tenant = try await Tenant()
-        let relay = try await tenant.relay(routes: """
-              - name: tenant
-                mode: smtp
-                smtp_endpoint: "127.0.0.1:\(tenant.sandbox.ports.smtp)"
-                ca_file: \(tenant.sandbox.caFile)
-                login_url: \(tenant.login)
-                tenant_id: sandbox.onmicrosoft.com
-                client_id: \(SandboxApps.clientID)
-                client_secret_file: $DIR/secret
-                mailbox: relay@contoso.com
-            """)
+        let relay = try await tenant.relay(routes: tenant.smtpRoute())
         for number in 1...3 {
             let sent = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["alice@contoso.com"], content: mail(from: "scanner@contoso.com", subject: "smtp\(number)"))
             #expect(sent["ok"] as? Bool == true, "\(sent)")
@@ -186,7 +190,12 @@ struct M365RoutesEndToEndTests {
         #expect(sent["ok"] as? Bool == true, "\(sent)")
         let delivery = relay.application.delivery
         #expect(try await eventually(timeout: 60) { delivery.health.hold(on: "tenant", now: Date())?.kind == .routePaused })
-        let queued = try await relay.application.store.list(state: .queued, limit: 5)
+        // The route is held a moment before the attempt is recorded: wait for the record.
+        var queued = try await relay.application.store.list(state: .queued, limit: 5)
+        for _ in 0..<1200 where queued.first?.attempts ?? 0 == 0 {
+            try await Task.sleep(for: .milliseconds(50))
+            queued = try await relay.application.store.list(state: .queued, limit: 5)
+        }
         #expect(queued.count == 1)
         #expect(queued.first?.recipients.first?.status == .pending)
         #expect(queued.first?.recipients.first?.lastReply?.contains("5.7.64") == true)
@@ -230,17 +239,7 @@ struct M365RoutesEndToEndTests {
     @Test("SendAsDenied fails the message at once and the sender gets a delivery status notification")
     func sendAsDeniedBounces() async throws {
         let tenant = try await Tenant()
-        let relay = try await tenant.relay(routes: """
-              - name: tenant
-                mode: smtp
-                smtp_endpoint: "127.0.0.1:\(tenant.sandbox.ports.smtp)"
-                ca_file: \(tenant.sandbox.caFile)
-                login_url: \(tenant.login)
-                tenant_id: sandbox.onmicrosoft.com
-                client_id: \(SandboxApps.clientID)
-                client_secret_file: $DIR/secret
-                mailbox: relay@contoso.com
-            """)
+        let relay = try await tenant.relay(routes: tenant.smtpRoute())
         // relay@contoso.com may send as scanner@, not as the CEO.
         let sent = try await sendWithPython(port: relay.port, from: "ceo@contoso.com", to: ["alice@contoso.com"], content: mail(from: "ceo@contoso.com", subject: "spoof"))
         #expect(sent["ok"] as? Bool == true, "\(sent)")
@@ -260,17 +259,7 @@ struct M365RoutesEndToEndTests {
     func expiredTokenIsRefreshed() async throws {
         // Short enough to outlive within the test, long enough that a loaded machine uses it before it expires.
         let tenant = try await Tenant { $0.tokenLifetime = 6 }
-        let relay = try await tenant.relay(routes: """
-              - name: tenant
-                mode: smtp
-                smtp_endpoint: "127.0.0.1:\(tenant.sandbox.ports.smtp)"
-                ca_file: \(tenant.sandbox.caFile)
-                login_url: \(tenant.login)
-                tenant_id: sandbox.onmicrosoft.com
-                client_id: \(SandboxApps.clientID)
-                client_secret_file: $DIR/secret
-                mailbox: relay@contoso.com
-            """)
+        let relay = try await tenant.relay(routes: tenant.smtpRoute())
         let first = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["alice@contoso.com"], content: mail(from: "scanner@contoso.com", subject: "before"))
         #expect(first["ok"] as? Bool == true)
         #expect(try await eventually(timeout: 60) { try tenant.sandbox.mailStore.messages().count == 1 })
@@ -326,15 +315,7 @@ struct M365RoutesEndToEndTests {
                 client_id: \(SandboxApps.clientID)
                 client_secret_file: $DIR/secret
                 fallback: submission
-              - name: submission
-                mode: smtp
-                smtp_endpoint: "127.0.0.1:\(tenant.sandbox.ports.smtp)"
-                ca_file: \(tenant.sandbox.caFile)
-                login_url: \(tenant.login)
-                tenant_id: sandbox.onmicrosoft.com
-                client_id: \(SandboxApps.clientID)
-                client_secret_file: $DIR/secret
-            """)
+            """ + "\n" + tenant.smtpRoute(name: "submission", mailbox: nil))
         for number in 1...2 {
             let sent = try await sendWithPython(port: relay.port, from: "scanner@contoso.com", to: ["alice@contoso.com"], content: mail(from: "scanner@contoso.com", subject: "fallback\(number)"))
             #expect(sent["ok"] as? Bool == true)

@@ -84,7 +84,7 @@ final class M365SandboxGraph: Sendable {
             return M365SandboxHTTP.graphError(status: 403, code: "ErrorAccessDenied", message: "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.")
         }
         let key = M365SandboxGraphThrottle.key(app: app, mailbox: user)
-        switch throttle.withLockedValue({ $0.begin(key, now: Date()) }) {
+        switch throttle.withLockedValue({ $0.begin(key, now: configuration.now()) }) {
         case .admitted:
             break
         case .concurrency(let retryAfter):
@@ -140,7 +140,7 @@ final class M365SandboxGraph: Sendable {
                 }
                 attachments.append(decoded)
             }
-            let draft = M365SandboxDraft(id: Self.newID(), mailbox: caller.mailbox, message: send.message, attachments: attachments, createdAt: Date())
+            let draft = M365SandboxDraft(id: Self.newID(), mailbox: caller.mailbox, message: send.message, attachments: attachments, createdAt: configuration.now())
             return await submit(draft, caller)
         }
         // The MIME message, base64 (Graph wants `text/plain`).
@@ -183,7 +183,7 @@ final class M365SandboxGraph: Sendable {
     }
 
     private func store(_ content: Data, caller: Caller, sender: String, recipients: [String], messageID: String) -> Response {
-        let now = Date()
+        let now = configuration.now()
         let record = M365SandboxMessage(
             id: tenant.store.nextID(), mailbox: caller.mailbox, sender: sender, recipients: recipients, messageID: messageID,
             size: content.count, receivedAt: now, tlsVersion: "TLSv1.2", connection: nil,
@@ -217,7 +217,7 @@ final class M365SandboxGraph: Sendable {
         }
         var stored = message
         stored.attachments = nil
-        let draft = M365SandboxDraft(id: Self.newID(), mailbox: caller.mailbox, message: stored, attachments: attachments, createdAt: Date())
+        let draft = M365SandboxDraft(id: Self.newID(), mailbox: caller.mailbox, message: stored, attachments: attachments, createdAt: configuration.now())
         drafts.create(draft)
         return M365SandboxHTTP.json(201, [
             "id": draft.id, "subject": message.subject ?? "", "isDraft": true, "hasAttachments": !attachments.isEmpty,
@@ -251,7 +251,7 @@ final class M365SandboxGraph: Sendable {
             return M365SandboxHTTP.graphError(status: 400, code: "ErrorAttachmentSizeLimitExceeded", message: "The attachment size must be between 1 byte and \(configuration.uploadSessionMaxSize) bytes.")
         }
         let key = M365SandboxIdentityPlatform.randomToken()
-        let expires = Date().addingTimeInterval(configuration.uploadSessionLifetime)
+        let expires = configuration.now().addingTimeInterval(configuration.uploadSessionLifetime)
         drafts.openUpload(M365SandboxUploadSession(
             key: key, draftID: draftID, mailbox: caller.mailbox, name: item.name ?? "attachment", contentType: item.contentType ?? "application/octet-stream",
             isInline: item.isInline ?? false, contentId: item.contentId, size: item.size, received: Data(), expires: expires))
@@ -271,7 +271,7 @@ final class M365SandboxGraph: Sendable {
         }
         enum Step { case missing, invalid(String), outOfOrder(Int), more(Int, Date), complete(M365SandboxUploadSession) }
         let step: Step = drafts.withUpload(key) { session in
-            guard let current = session, current.expires > Date() else { session = nil; return .missing }
+            guard let current = session, current.expires > configuration.now() else { session = nil; return .missing }
             guard range.total == current.size else { return .invalid("The total size \(range.total) does not match the session's \(current.size).") }
             guard range.last - range.first + 1 == body.readableBytes else { return .invalid("The range does not match the body length \(body.readableBytes).") }
             guard range.first == current.received.count else { return .outOfOrder(current.received.count) }
@@ -320,7 +320,7 @@ final class M365SandboxGraph: Sendable {
         }
         if let refusal = await quotaRefusal(caller.mailbox, recipients: recipients.count) { return refusal }
         let messageID = "<\(draft.id)@\(configuration.hostname)>"
-        let mime = M365SandboxMIME.compose(draft, from: from, fromName: draft.message.from?.emailAddress.name, messageID: messageID)
+        let mime = M365SandboxMIME.compose(draft, from: from, fromName: draft.message.from?.emailAddress.name, messageID: messageID, date: configuration.now())
         return store(mime, caller: caller, sender: from, recipients: recipients, messageID: messageID)
     }
 

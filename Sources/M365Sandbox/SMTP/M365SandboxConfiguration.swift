@@ -136,6 +136,9 @@ public struct M365SandboxConfiguration: Sendable {
     /// Faults armed from the start; more can be injected at runtime.
     public var faults: [M365SandboxFault] = []
 
+    /// The clock of quotas, tokens, drafts and upload sessions; tests may move it.
+    public var now: @Sendable () -> Date = { Date() }
+
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
     }

@@ -98,11 +98,11 @@ final class M365SandboxConnectorEndpoint: SMTPServerDelegate {
         let context = M365SandboxSinkContext(
             mailbox: sender, allowedSenders: nil, via: connector == nil ? "direct-send" : "connector", connectorName: connector,
             hostname: configuration.hostname,
-            gate: { [tenant] _ in
+            gate: { [tenant, now = configuration.now] _ in
                 if let fault = tenant.faults.take(endpoint: .connector, stage: .data, mailbox: sender) {
                     return fault.close ? .closeWithoutReply : .refuse(fault.smtpReply ?? SMTPReply(451, .init(4, 3, 0), "Fault"))
                 }
-                return .store(acceptedAt: Date())
+                return .store(acceptedAt: now())
             },
             closeConnection: { [tenant] in await tenant.connections.close(key) })
         return try tenant.store.makeSink(envelope: envelope, connection: connection, context: context)

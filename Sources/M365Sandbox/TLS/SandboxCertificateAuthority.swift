@@ -129,37 +129,8 @@ public struct SandboxCertificateAuthority: Sendable, CustomStringConvertible {
             }
             names.append(.ipAddress(ASN1OctetString(contentBytes: bytes[...])))
         }
-        let key = P256.Signing.PrivateKey()
-        let publicKey = Certificate.PublicKey(key.publicKey)
-        let subject = try DistinguishedName {
-            OrganizationName("m365-relay sandbox")
-            CommonName(dnsNames.first ?? ipAddresses[0])
-        }
-        let authorityKeyIdentifier = Self.keyIdentifier(of: certificate.publicKey)
-        let extensions = try Certificate.Extensions {
-            Critical(BasicConstraints.notCertificateAuthority)
-            Critical(KeyUsage(digitalSignature: true))
-            try ExtendedKeyUsage([.serverAuth])
-            SubjectKeyIdentifier(keyIdentifier: Self.keyIdentifier(of: publicKey))
-            AuthorityKeyIdentifier(keyIdentifier: authorityKeyIdentifier)
-            SubjectAlternativeNames(names)
-        }
-        let leaf = try Certificate(
-            version: .v3,
-            serialNumber: Certificate.SerialNumber(),
-            publicKey: publicKey,
-            notValidBefore: now.addingTimeInterval(-3600),
-            notValidAfter: now.addingTimeInterval(validity),
-            issuer: certificate.subject,
-            subject: subject,
-            signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: extensions,
-            issuerPrivateKey: Certificate.PrivateKey(privateKey))
-        return SandboxServerCertificate(
-            certificate: leaf,
-            certificatePEM: try leaf.serializeAsPEM().pemString,
-            privateKeyPEM: key.pemRepresentation,
-            caCertificatePEM: try certificate.serializeAsPEM().pemString)
+        return try issueLeaf(
+            commonName: dnsNames.first ?? ipAddresses[0], usage: .serverAuth, alternativeNames: names, validity: validity, now: now)
     }
 
     /// Issues a TLS client certificate, as a relay presents to a
@@ -170,6 +141,13 @@ public struct SandboxCertificateAuthority: Sendable, CustomStringConvertible {
         validity: TimeInterval = SandboxCertificateAuthority.defaultValidity,
         now: Date = Date()
     ) throws -> SandboxServerCertificate {
+        try issueLeaf(commonName: commonName, usage: .clientAuth, alternativeNames: [.dnsName(commonName)], validity: validity, now: now)
+    }
+
+    /// A P-256 leaf signed by this authority, for one extended key usage.
+    private func issueLeaf(
+        commonName: String, usage: ExtendedKeyUsage.Usage, alternativeNames: [GeneralName], validity: TimeInterval, now: Date
+    ) throws -> SandboxServerCertificate {
         let key = P256.Signing.PrivateKey()
         let publicKey = Certificate.PublicKey(key.publicKey)
         let subject = try DistinguishedName {
@@ -179,10 +157,10 @@ public struct SandboxCertificateAuthority: Sendable, CustomStringConvertible {
         let extensions = try Certificate.Extensions {
             Critical(BasicConstraints.notCertificateAuthority)
             Critical(KeyUsage(digitalSignature: true))
-            try ExtendedKeyUsage([.clientAuth])
+            try ExtendedKeyUsage([usage])
             SubjectKeyIdentifier(keyIdentifier: Self.keyIdentifier(of: publicKey))
             AuthorityKeyIdentifier(keyIdentifier: Self.keyIdentifier(of: certificate.publicKey))
-            SubjectAlternativeNames([.dnsName(commonName)])
+            SubjectAlternativeNames(alternativeNames)
         }
         let leaf = try Certificate(
             version: .v3,
