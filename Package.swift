@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Sans-IO SMTP: grammar, framing with modes, session state machines, SASL.
@@ -105,11 +107,26 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: strict),
+        // Admin HTTP: the API over the trace and the queue, health, metrics, the dashboard.
+        .target(
+            name: "RelayAdmin",
+            dependencies: [
+                "RelayCore", "RelayStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
         // Composition root: configuration -> services -> ServiceGroup.
         .target(
             name: "RelayServer",
             dependencies: [
-                "SMTPCore", "SMTPNIO", "RelayCore", "RelayStorage", "M365Delivery", "M365Sandbox",
+                "SMTPCore", "SMTPNIO", "RelayCore", "RelayStorage", "M365Delivery", "M365Sandbox", "RelayAdmin",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -122,7 +139,8 @@ let package = Package(
         .executableTarget(
             name: "m365-relay",
             dependencies: [
-                "RelayServer", "RelayCore", "M365Sandbox",
+                "RelayServer", "RelayCore", "RelayStorage", "RelayAdmin", "M365Sandbox",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -163,9 +181,21 @@ let package = Package(
             ],
             swiftSettings: strict),
         .testTarget(
+            name: "RelayAdminTests",
+            dependencies: [
+                "RelayAdmin", "RelayCore", "RelayStorage", "RelayTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "RelayServer", "RelayCore", "RelayStorage", "M365Sandbox", "M365Delivery", "SMTPNIO", "RelayTestSupport",
+                "RelayServer", "RelayAdmin", "RelayStorage",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"), "RelayCore", "RelayStorage", "M365Sandbox", "M365Delivery", "SMTPNIO", "RelayTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -11,6 +11,11 @@ python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need_apt+=(libsqlite3-dev)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
+# The dashboard's real-browser test (headless chromium driven by selenium) and
+# the metrics format check (promtool from Debian's prometheus package).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -21,6 +26,11 @@ fi
 if ! python3 -c "import dkim, nacl, dns.resolver, dnslib" >/dev/null 2>&1; then
   python3 -m pip install --quiet dkimpy dnspython dnslib pynacl \
     || python3 -m pip install --quiet --break-system-packages dkimpy dnspython dnslib pynacl
+fi
+# selenium drives chromium; prometheus_client parses /metrics independently of promtool.
+if ! python3 -c "import selenium, prometheus_client" >/dev/null 2>&1; then
+  python3 -m pip install --quiet selenium prometheus_client \
+    || python3 -m pip install --quiet --break-system-packages selenium prometheus_client
 fi
 
 exec swift test "$@"

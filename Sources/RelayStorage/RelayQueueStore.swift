@@ -74,6 +74,8 @@ public struct RelayStorageError: Error, Hashable, Sendable, CustomStringConverti
         public static let notFound = Code(rawValue: "not-found")
         public static let leaseLost = Code(rawValue: "lease-lost")
         public static let unreachable = Code(rawValue: "unreachable")
+        /// The caller passed something the store cannot use (e.g. a malformed trace cursor).
+        public static let invalidRequest = Code(rawValue: "invalid-request")
     }
 
     public var code: Code

@@ -13,7 +13,7 @@ struct M365RelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "m365-relay",
         abstract: "An SMTP relay that delivers mail through Microsoft 365.",
-        subcommands: [Serve.self, CheckConfig.self, Sandbox.self, HashPassword.self])
+        subcommands: [Serve.self, CheckConfig.self, Sandbox.self, HashPassword.self, QueueCommand.self, TraceCommand.self])
 
     /// Exit codes of PRODUCT.md: 0 success, 1 a check failed, 2 usage error, 3 could not start.
     static func main() async {
@@ -39,21 +39,32 @@ struct M365RelayCommand: AsyncParsableCommand {
 }
 
 struct LoggingOptions: ParsableArguments {
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (overrides logging.level).")
+    var logLevel: Logger.Level?
 
-    func makeLogger(label: String) -> Logger {
-        let level = logLevel
+    @Option(help: "Log format: text, json or logfmt (overrides logging.format).")
+    var logFormat: RelayConfiguration.Logging.Format?
+
+    /// Bootstraps swift-log once, from the flags, else the configuration's `logging` section.
+    func makeLogger(label: String, configured: RelayConfiguration.Logging = .init()) -> Logger {
+        let level = logLevel ?? Logger.Level(rawValue: configured.level) ?? .info
+        let format = logFormat ?? configured.format
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json, .logfmt:
+                return RelayLogHandler(label: label, format: format, level: level)
+            }
         }
         return Logger(label: label)
     }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension RelayConfiguration.Logging.Format: ExpressibleByArgument {}
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -68,7 +79,6 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
-        let logger = logging.makeLogger(label: "m365-relay")
         let configuration: RelayConfiguration
         if let config {
             do {
@@ -80,6 +90,7 @@ struct Serve: AsyncParsableCommand {
         } else {
             configuration = RelayConfiguration.builtInSandbox(dataDirectory: dataDirectory)
         }
+        let logger = logging.makeLogger(label: "m365-relay", configured: configuration.logging)
         for warning in configuration.warnings {
             logger.warning("\(warning)")
         }

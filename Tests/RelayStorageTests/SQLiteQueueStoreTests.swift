@@ -193,7 +193,7 @@ struct SQLiteQueueDurabilityTests {
             let original = try #require(try await store.message(id: finished.id))
             #expect(original.state == .delivered)
             #expect(original.receivedAt == t0)
-            #expect(try await store.counts() == [.queued: 19, .delivered: 1, .failed: 0, .held: 0])
+            #expect(try await store.counts() == [.queued: 19, .delivered: 1, .failed: 0, .held: 0, .deleted: 0])
         }
     }
 }
@@ -320,7 +320,7 @@ struct SQLiteQueueAttemptTests {
             #expect(done.lastError == nil)
             #expect(!queue.spoolFileExists(message.id))
             #expect(throws: RelayStorageError(.notFound, "no content for \(message.id)")) { try store.openContent(id: message.id) }
-            #expect(try await store.counts() == [.queued: 0, .delivered: 1, .failed: 0, .held: 0])
+            #expect(try await store.counts() == [.queued: 0, .delivered: 1, .failed: 0, .held: 0, .deleted: 0])
             #expect(try await store.nextDueDate() == nil)
             // Finished messages are never leased again.
             #expect(try await store.lease(owner: "a", now: at(3600), limit: 1, leaseDuration: 60, routes: nil).isEmpty)

@@ -134,6 +134,11 @@ public actor M365TokenProvider {
         logger.notice("Access token refused by the server; it will be fetched again", metadata: ["scope": "\(scope)"])
     }
 
+    /// When the cached token that expires first does; nil before the first token.
+    public func earliestExpiry() -> Date? {
+        entries.values.compactMap { $0.token?.expiresAt }.min()
+    }
+
     /// Stops background refreshes.
     public func shutdown() {
         for key in entries.keys {

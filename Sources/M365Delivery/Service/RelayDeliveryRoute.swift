@@ -7,6 +7,8 @@ import RelayCore
 public struct RelayDeliveryRoute: Sendable, Hashable {
     public var name: String
     public var transport: M365Transport
+    /// The configured `mode` (`sandbox` reads replies like `smtp`), for the trace and metrics.
+    public var mode: String
     /// Routes of one tenant stop together when Microsoft refuses the tenant.
     public var tenant: String?
     public var fallback: String?
@@ -18,10 +20,11 @@ public struct RelayDeliveryRoute: Sendable, Hashable {
 
     public init(
         name: String, transport: M365Transport, tenant: String? = nil, fallback: String? = nil, maxMessageSize: Int = .max,
-        quotas: RelayConfiguration.Quotas = .init(), quotaMargin: Double = 0.05, mailbox: String? = nil
+        quotas: RelayConfiguration.Quotas = .init(), quotaMargin: Double = 0.05, mailbox: String? = nil, mode: String? = nil
     ) {
         self.name = name
         self.transport = transport
+        self.mode = mode ?? transport.rawValue
         self.tenant = tenant
         self.fallback = fallback
         self.maxMessageSize = maxMessageSize
@@ -33,6 +36,7 @@ public struct RelayDeliveryRoute: Sendable, Hashable {
     public init(_ route: RelayConfiguration.Route) {
         self.init(
             name: route.name, transport: M365Transport(route.mode), tenant: route.tenantID?.lowercased(), fallback: route.fallback,
-            maxMessageSize: route.maxMessageSize, quotas: route.quotas, quotaMargin: route.quotaMargin, mailbox: route.mailbox)
+            maxMessageSize: route.maxMessageSize, quotas: route.quotas, quotaMargin: route.quotaMargin, mailbox: route.mailbox,
+            mode: route.mode.rawValue)
     }
 }

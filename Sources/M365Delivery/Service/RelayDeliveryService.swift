@@ -38,6 +38,8 @@ public final class RelayDeliveryService: Service, Sendable {
         public var throttleRetry: TimeInterval = 10
         /// DKIM signing (`dkim`): messages of a domain with a key leave signed. Nil: none.
         public var dkim: RelayDKIMSigner?
+        /// Metrics and alerts: told of every attempt, throttle, hold and bounce.
+        public var observer: (any RelayEventObserver)?
 
         public init(hostname: String, schedule: RelayRetrySchedule, bounces: RelayConfiguration.BounceTarget, operatorAddress: String?, concurrency: Int) {
             self.hostname = hostname
@@ -60,6 +62,8 @@ public final class RelayDeliveryService: Service, Sendable {
     public let health: RelayRouteHealth
     /// One quota governor per route, keyed by sending mailbox inside.
     private let governors: NIOLockedValueBox<[String: M365QuotaGovernor]>
+    /// Routes held since they last delivered: their next delivery is announced as a recovery.
+    private let heldRoutes = NIOLockedValueBox(Set<String>())
 
     public init(
         store: any RelayQueueStore, transports: [String: any RelayTransport], settings: Settings, owner: String,
@@ -79,6 +83,15 @@ public final class RelayDeliveryService: Service, Sendable {
     public func quotaUsage(route: String, mailbox: String) -> M365QuotaGovernor.Usage? {
         let at = now()
         return governors.withLockedValue { $0[route]?.usage(mailbox: mailbox, now: at) }
+    }
+
+    /// Every sending mailbox the governor of `route` tracks, with its quota use (for the API, metrics and the dashboard).
+    public func quotaUsage(route: String) -> [(mailbox: String, usage: M365QuotaGovernor.Usage)] {
+        let at = now()
+        return governors.withLockedValue { governors in
+            guard let governor = governors[route] else { return [] }
+            return governor.mailboxNames.sorted().map { ($0, governor.usage(mailbox: $0, now: at)) }
+        }
     }
 
     /// New work may be due: look now rather than at the next poll.
@@ -272,11 +285,13 @@ public final class RelayDeliveryService: Service, Sendable {
             }
             deferUntil = finished.addingTimeInterval(retryAfter ?? settings.throttleRetry)
             logger.warning("Microsoft throttled the sending mailbox", metadata: ["mailbox": "\(mailbox ?? "")", "retry_after": "\(retryAfter.map { "\($0)" } ?? "none")", "reply": "\(outcome.summary)"])
+            settings.observer?.observe(.throttled(route: routeName, mailbox: mailbox, retryAfter: retryAfter, reply: outcome.summary))
         case .pauseMailboxUntilWindowFrees?:
             if let mailbox {
                 deferUntil = governors.withLockedValue { $0[routeName]?.recipientQuotaExhausted(mailbox: mailbox, now: finished) }
             }
             logger.warning("Sending mailbox paused: daily recipient quota reached", metadata: ["mailbox": "\(mailbox ?? "")", "until": "\(deferUntil.map { "\($0)" } ?? "?")"])
+            settings.observer?.observe(.throttled(route: routeName, mailbox: mailbox, retryAfter: deferUntil.map { $0.timeIntervalSince(finished) }, reply: outcome.summary))
         case .pauseRoute?, .stopTenant?:
             let stop = classification?.action == .stopTenant
             let until = finished.addingTimeInterval(stop ? settings.tenantStop : settings.routePause)
@@ -287,6 +302,8 @@ public final class RelayDeliveryService: Service, Sendable {
             logger.critical(stop ? "ALERT: Microsoft refuses the tenant's traffic; its routes are stopped" : "ALERT: route paused",
                 metadata: ["routes": "\(held.joined(separator: ","))", "until": "\(until)", "reply": "\(outcome.summary)",
                            "meaning": "\(classification?.meaning ?? "")", "remedy": "\(classification?.remedy ?? "")"])
+            heldRoutes.withLockedValue { $0.formUnion(held) }
+            settings.observer?.observe(.routeHeld(routes: held, stopped: stop, until: until, reason: reason))
             if let fallback = route?.fallback, nothingDelivered, health.hold(on: fallback, now: finished) == nil {
                 reroute = fallback
                 deferUntil = finished
@@ -353,15 +370,34 @@ public final class RelayDeliveryService: Service, Sendable {
         var summary = outcome.summary
         if let upstreamID = outcome.upstreamID, !summary.contains(upstreamID) { summary += " [\(upstreamID)]" }
 
+        let replyClass = classification?.action.className ?? (outcome.recipients.allSatisfy { $0.status == .delivered } ? "ok" : "local")
+        let detail = RelayAttemptDetail(
+            transport: route?.mode ?? settings.routes[routeName]?.mode, sendingMailbox: outcome.sendingMailbox ?? mailbox,
+            upstreamID: outcome.upstreamID, replyClass: replyClass)
         do {
             try await store.recordAttempt(id: message.id, owner: owner, result: RelayAttemptResult(
                 startedAt: started, finishedAt: finished, route: routeName,
-                recipientUpdates: updates, summary: summary, disposition: disposition, reroute: reroute))
+                recipientUpdates: updates, summary: summary, disposition: disposition, reroute: reroute, detail: detail))
         } catch {
             logger.error("Could not record a delivery attempt", metadata: ["error": "\(error)"])
             return
         }
         let delivered = updates.filter { $0.status == .delivered }.count
+        if let observer = settings.observer {
+            let reportOutcome: RelayAttemptReport.Outcome
+            switch disposition {
+            case .finished: reportOutcome = failed.isEmpty ? .delivered : .failed
+            case .deferred: reportOutcome = .deferred
+            }
+            observer.observe(.attemptFinished(RelayAttemptReport(
+                queueID: message.id.rawValue, client: message.envelope.clientName, route: routeName, transport: detail.transport ?? "none",
+                sendingMailbox: detail.sendingMailbox, outcome: reportOutcome, replyClass: replyClass,
+                duration: finished.timeIntervalSince(started), sinceReceived: finished.timeIntervalSince(message.receivedAt))))
+        }
+        if delivered > 0, heldRoutes.withLockedValue({ $0.remove(routeName) != nil }) {
+            logger.notice("Route delivers again", metadata: ["route": "\(routeName)"])
+            settings.observer?.observe(.routeRecovered(route: routeName))
+        }
         var metadata: Logger.Metadata = ["reply": "\(summary)"]
         if let mailbox { metadata["mailbox"] = "\(mailbox)" }
         if let classification, classification.action != .delivered { metadata["meaning"] = "\(classification.meaning)" }
@@ -418,9 +454,24 @@ public final class RelayDeliveryService: Service, Sendable {
         envelope.clientAddress = "127.0.0.1"
         envelope.heloName = settings.hostname
         envelope.authenticatedAs = nil
+        envelope.tlsVersion = nil
+        envelope.messageID = nil
+        envelope.originalSender = nil
+        envelope.policyNotes = ["delivery status notification for \(message.id)"]
         do {
             _ = try await store.enqueue(id: id, content: content, envelope: envelope, now: arrival)
             logger.notice("Delivery status notification queued", metadata: ["dsn_id": "\(id)", "to": "\(to)"])
+            settings.observer?.observe(.bounced(queueID: message.id.rawValue, dsnID: id.rawValue))
+            if let trace = store as? any RelayTraceStore {
+                do {
+                    try await trace.recordEvent(
+                        RelayTraceEvent(at: arrival, kind: .bounced, summary: "Delivery status notification \(id) queued to \(to)",
+                                        details: ["dsn_id": id.rawValue, "to": to]),
+                        for: message.id)
+                } catch {
+                    logger.warning("Could not record the bounce in the trace", metadata: ["error": "\(error)"])
+                }
+            }
             wakeSignal.signal()
         } catch {
             logger.error("Could not queue a delivery status notification", metadata: ["error": "\(error)"])

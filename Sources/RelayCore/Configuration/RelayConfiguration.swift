@@ -24,6 +24,10 @@ public struct RelayConfiguration: Sendable, Hashable {
     public var admin: Admin?
     /// Default nil: no alerts.
     public var alerts: Alerts?
+    /// The message trace: retention and message bodies.
+    public var trace: Trace = Trace()
+    /// Log format and level.
+    public var logging: Logging = Logging()
 
     public init(
         server: Server = Server(),
@@ -323,6 +327,10 @@ extension RelayConfiguration {
         public var clientID: String?
         /// `client_secret_file` / `client_secret_env`.
         public var clientSecret: RelaySecretSource?
+        /// `client_secret_expires`: the day the client secret expires, `YYYY-MM-DD`
+        /// (UTC), as Entra shows it under Certificates & secrets. Microsoft does
+        /// not tell the relay, so alerts warn only when this is given. Default nil.
+        public var clientSecretExpires: Date?
         /// `client_certificate_file`: PEM certificate of the app (JWT client assertion).
         public var clientCertificateFile: String?
         /// `client_key_file` / `client_key_env`: its PEM private key.
@@ -552,19 +560,113 @@ extension RelayConfiguration {
         }
     }
 
+    /// `trace`: how long the message trace is kept.
+    public struct Trace: Sendable, Hashable {
+        /// `retention`: finished messages (delivered, failed, deleted) are
+        /// removed from the trace this long after they finished. Default 30 days.
+        public var retention: TimeInterval = 30 * 86_400
+        /// `keep_bodies`: how long a finished message's content is kept, for
+        /// inspection. Default 0: removed once delivered or failed for good.
+        public var keepBodies: TimeInterval = 0
+
+        public init() {}
+    }
+
+    /// `logging`: one line per event on standard error.
+    public struct Logging: Sendable, Hashable {
+        public enum Format: String, Sendable, Hashable, CaseIterable {
+            /// swift-log's default text lines.
+            case text
+            /// One JSON object per line.
+            case json
+            /// `key=value` pairs (logfmt).
+            case logfmt
+        }
+
+        /// `format`. Default text.
+        public var format: Format = .text
+        /// `level`: trace, debug, info, notice, warning, error, critical. Default info.
+        /// `--log-level` on the command line overrides it.
+        public var level: String = "info"
+
+        public static let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+        public init() {}
+    }
+
     /// `alerts`: webhook notifications.
+    ///
+    /// An alert fires when AUTH failures burst, when Microsoft throttles a
+    /// route, when a route is paused or a tenant's routes are stopped, when
+    /// the queue grows or ages past a threshold, and when a certificate,
+    /// client secret or static token expires. While it keeps firing it is
+    /// repeated at most every `repeat_interval`; when it clears, one
+    /// `resolved` message is sent.
     public struct Alerts: Sendable, Hashable {
-        /// `webhook_url`: receives a JSON POST per alert. Shown redacted: webhook URLs often carry a capability in their path.
+        /// `format`: the body of the webhook POST.
+        public enum Format: String, Sendable, Hashable, CaseIterable {
+            /// `{"alert", "status", "severity", "title", "text", "relay", "at", "details"}`.
+            case json
+            /// `{"text": ...}`: Slack incoming webhooks (and most chat webhooks).
+            case slack
+            /// A message with an Adaptive Card attachment, as Microsoft Teams Workflows webhooks accept.
+            case teams
+        }
+
+        /// `webhook_url`: receives a POST per alert. Shown redacted: webhook URLs often carry a capability in their path.
         public var webhookURL: String?
-        /// `queue_size`: alert when more messages than this are queued. Default 1000.
+        /// `format`. Default `json`.
+        public var format: Format = .json
+        /// `queue_size`: alert when more messages than this wait for delivery. Default 1000.
         public var queueSize: Int = 1000
         /// `queue_age`: alert when the oldest queued message is older than this. Default 1 hour.
         public var queueAge: TimeInterval = 3600
         /// `repeat_interval`: the same alert is not sent again within this. Default 15 minutes.
         public var repeatInterval: TimeInterval = 900
+        /// `auth_failures`: alert when more AUTH failures than this (from all
+        /// addresses together) happen within `auth_window`. Default 20.
+        public var authFailures: Int = 20
+        /// `auth_window`. Default 5 minutes.
+        public var authWindow: TimeInterval = 300
+        /// `expiry_warning`: alert when a certificate or client secret expires
+        /// within this. Default 14 days. (Access tokens live an hour and are
+        /// renewed; a static `token_file` alerts once it has expired.)
+        public var expiryWarning: TimeInterval = 14 * 86_400
+        /// `check_interval`: how often the queue and the expiry dates are checked. Default 30 seconds.
+        public var checkInterval: TimeInterval = 30
+        /// `ca_file`: extra trust anchors for an `https` webhook (a private CA).
+        /// Default nil: the system's trust store.
+        public var caFile: String?
 
         public init(webhookURL: String? = nil) {
             self.webhookURL = webhookURL
         }
+    }
+}
+
+extension RelayConfigurationSyntax {
+    /// Parses a calendar day `YYYY-MM-DD` as its first instant in UTC; nil when malformed or not a real day.
+    public static func day(_ text: String) -> Date? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let parts = trimmed.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].utf8.count == 4, parts[1].utf8.count == 2, parts[2].utf8.count == 2,
+              parts.allSatisfy({ $0.allSatisfy { $0.isASCII && $0.isNumber } }),
+              let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2])
+        else { return nil }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        guard let date = calendar.date(from: DateComponents(year: year, month: month, day: day)) else { return nil }
+        // `date(from:)` rolls 2025-02-30 over to March: refuse days that do not exist.
+        let back = calendar.dateComponents([.year, .month, .day], from: date)
+        guard back.year == year, back.month == month, back.day == day else { return nil }
+        return date
+    }
+
+    /// Writes the UTC calendar day of `date` as `YYYY-MM-DD`.
+    public static func formatDay(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let parts = calendar.dateComponents([.year, .month, .day], from: date)
+        return String(format: "%04d-%02d-%02d", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0)
     }
 }

@@ -76,7 +76,7 @@ final class RelayConfigurationDecoder {
         let fields: Fields
         if let root {
             guard let mapping = mapping(root, at: "", keys: [
-                "server", "storage", "clients", "routes", "delivery", "dkim", "admin", "alerts",
+                "server", "storage", "clients", "routes", "delivery", "dkim", "admin", "alerts", "trace", "logging",
             ]) else { return configuration }
             fields = mapping
         } else {
@@ -101,13 +101,38 @@ final class RelayConfigurationDecoder {
             result.token = admin.secret("token")
             configuration.admin = result
         }
-        if let alerts = fields.nested("alerts", keys: ["webhook_url", "queue_size", "queue_age", "repeat_interval"]) {
+        if let alerts = fields.nested("alerts", keys: [
+            "webhook_url", "format", "queue_size", "queue_age", "repeat_interval", "auth_failures", "auth_window",
+            "expiry_warning", "check_interval", "ca_file",
+        ]) {
             var result = RelayConfiguration.Alerts()
             result.webhookURL = alerts.url("webhook_url")
+            if let value: RelayConfiguration.Alerts.Format = alerts.choice("format") { result.format = value }
             if let value = alerts.int("queue_size", minimum: 1) { result.queueSize = value }
             if let value = alerts.duration("queue_age") { result.queueAge = value }
             if let value = alerts.duration("repeat_interval") { result.repeatInterval = value }
+            if let value = alerts.int("auth_failures", minimum: 1) { result.authFailures = value }
+            if let value = alerts.duration("auth_window") { result.authWindow = value }
+            if let value = alerts.duration("expiry_warning") { result.expiryWarning = value }
+            if let value = alerts.duration("check_interval") { result.checkInterval = value }
+            if let value = alerts.string("ca_file") {
+                if value.isEmpty { report(alerts.keyPath("ca_file"), "empty file name") } else { result.caFile = value }
+            }
             configuration.alerts = result
+        }
+        if let trace = fields.nested("trace", keys: ["retention", "keep_bodies"]) {
+            if let value = trace.duration("retention") { configuration.trace.retention = value }
+            if let value = trace.duration("keep_bodies", allowZero: true) { configuration.trace.keepBodies = value }
+        }
+        if let logging = fields.nested("logging", keys: ["format", "level"]) {
+            if let value: RelayConfiguration.Logging.Format = logging.choice("format") { configuration.logging.format = value }
+            if let value = logging.string("level") {
+                if RelayConfiguration.Logging.levels.contains(value) {
+                    configuration.logging.level = value
+                } else {
+                    report(logging.keyPath("level"), "`\(value)` is not one of \(RelayConfiguration.Logging.levels.map { "`\($0)`" }.joined(separator: ", "))")
+                }
+            }
         }
         return configuration
     }
@@ -251,6 +276,7 @@ final class RelayConfigurationDecoder {
             "name", "mode", "tenant_id", "client_id", "client_certificate_file", "login_url", "graph_url",
             "smtp_endpoint", "ca_file", "tls", "username", "mailbox", "scope", "quotas", "quota_margin",
             "fallback", "max_message_size", "mx_endpoint", "domain", "accepted_domains", "large_messages",
+            "client_secret_expires",
         ], secrets: ["client_secret", "client_key", "password", "token"]) else { return RelayConfiguration.Route(name: "", mode: .sandbox) }
         let name = fields.string("name", required: true)
         let mode: RelayConfiguration.RouteMode? = fields.choice("mode", required: true)
@@ -260,6 +286,16 @@ final class RelayConfigurationDecoder {
         route.tenantID = fields.string("tenant_id")
         route.clientID = fields.string("client_id")
         route.clientSecret = fields.secret("client_secret")
+        if let text = fields.string("client_secret_expires") {
+            if let day = RelayConfigurationSyntax.day(text) {
+                route.clientSecretExpires = day
+            } else {
+                report(fields.keyPath("client_secret_expires"), "`\(text)` is not a day; expected `YYYY-MM-DD`, e.g. `2026-06-30`")
+            }
+            if route.clientSecret == nil {
+                report(fields.keyPath("client_secret_expires"), "given without `client_secret_file` or `client_secret_env`")
+            }
+        }
         route.clientCertificateFile = fields.string("client_certificate_file")
         route.clientKey = fields.secret("client_key")
         if let url = fields.url("login_url") { route.loginURL = url }

@@ -47,11 +47,25 @@ extension RelayConfiguration {
         if let alerts {
             sections.append(("alerts", mapping([
                 ("webhook_url", alerts.webhookURL.map { Node(Self.redactedWebhookURL($0)) }),
+                ("format", Node(alerts.format.rawValue)),
                 ("queue_size", Node(String(alerts.queueSize))),
                 ("queue_age", Node(RelayConfigurationSyntax.formatDuration(alerts.queueAge))),
                 ("repeat_interval", Node(RelayConfigurationSyntax.formatDuration(alerts.repeatInterval))),
+                ("auth_failures", Node(String(alerts.authFailures))),
+                ("auth_window", Node(RelayConfigurationSyntax.formatDuration(alerts.authWindow))),
+                ("expiry_warning", Node(RelayConfigurationSyntax.formatDuration(alerts.expiryWarning))),
+                ("check_interval", Node(RelayConfigurationSyntax.formatDuration(alerts.checkInterval))),
+                ("ca_file", alerts.caFile.map { Node($0) }),
             ])))
         }
+        sections.append(("trace", mapping([
+            ("retention", Node(RelayConfigurationSyntax.formatDuration(trace.retention))),
+            ("keep_bodies", Node(RelayConfigurationSyntax.formatDuration(trace.keepBodies))),
+        ])))
+        sections.append(("logging", mapping([
+            ("format", Node(logging.format.rawValue)),
+            ("level", Node(logging.level)),
+        ])))
         let root = Node(sections.map { (Node($0.0), $0.1) })
         let body = (try? Yams.serialize(node: root, width: -1, allowUnicode: true)) ?? ""
         return "# m365-relay effective configuration: defaults filled in, secrets redacted\n" + body
@@ -135,6 +149,7 @@ extension RelayConfiguration {
             ("tenant_id", route.tenantID.map { Node($0) }),
             ("client_id", route.clientID.map { Node($0) }),
         ] + secretPairs("client_secret", route.clientSecret) + [
+            ("client_secret_expires", route.clientSecretExpires.map { Node(RelayConfigurationSyntax.formatDay($0)) }),
             ("client_certificate_file", route.clientCertificateFile.map { Node($0) }),
         ] + secretPairs("client_key", route.clientKey) + [
             ("login_url", Node(Self.redactedURL(route.loginURL))),
@@ -217,7 +232,7 @@ extension RelayConfiguration {
     }
 
     /// Scheme and host only: a webhook URL's path and query are often the credential.
-    static func redactedWebhookURL(_ url: String) -> String {
+    public static func redactedWebhookURL(_ url: String) -> String {
         guard let parts = splitURL(url) else { return redacted }
         let rest = parts.rest == "/" || parts.rest.isEmpty ? parts.rest : "/" + redacted
         return parts.scheme + redactedAuthority(parts.authority) + rest

@@ -208,6 +208,8 @@ public struct M365QuotaGovernor: Sendable {
 
     /// How many mailboxes hold state (for metrics and tests).
     public var trackedMailboxes: Int { mailboxes.count }
+    /// The mailboxes that hold state, as keyed (for the API and metrics).
+    public var mailboxNames: [String] { Array(mailboxes.keys) }
 
     // MARK: - events
 

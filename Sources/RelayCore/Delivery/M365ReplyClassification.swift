@@ -161,6 +161,21 @@ public enum M365ReplyAction: Sendable, Hashable {
     /// The message is over this route's size limit: use the route's
     /// fallback (or Graph's upload session) if there is one, else fail it.
     case tooLargeForRoute
+
+    /// A short, stable name for metrics labels and the trace.
+    public var className: String {
+        switch self {
+        case .delivered: "ok"
+        case .retry: "transient"
+        case .refreshTokenAndRetry: "token"
+        case .slowMailbox: "throttled"
+        case .pauseMailboxUntilWindowFrees: "quota"
+        case .pauseRoute: "route-paused"
+        case .stopTenant: "tenant-stopped"
+        case .failMessage: "permanent"
+        case .tooLargeForRoute: "too-large"
+        }
+    }
 }
 
 /// The decision for one Microsoft 365 reply, with the words to log it.

@@ -21,11 +21,18 @@ public struct RelayEnvelope: Hashable, Sendable, Codable {
     public var smtpUTF8: Bool
     /// `BODY=8BITMIME` or `BINARYMIME` was given (RFC 6152, RFC 3030).
     public var body8Bit: Bool
+    /// The `Message-ID:` header after repair, for the trace; nil when unknown.
+    public var messageID: String?
+    /// The sender the client gave, when `rewrite_sender` replaced it.
+    public var originalSender: String?
+    /// What policy changed before queueing (rewrites, repairs), one short text each, for the trace.
+    public var policyNotes: [String]?
 
     public init(
         sender: String, recipients: [String], clientName: String, clientAddress: String,
         heloName: String, tlsVersion: String? = nil, authenticatedAs: String? = nil,
-        route: String, smtpUTF8: Bool = false, body8Bit: Bool = false
+        route: String, smtpUTF8: Bool = false, body8Bit: Bool = false,
+        messageID: String? = nil, originalSender: String? = nil, policyNotes: [String]? = nil
     ) {
         self.sender = sender
         self.recipients = recipients
@@ -37,6 +44,9 @@ public struct RelayEnvelope: Hashable, Sendable, Codable {
         self.route = route
         self.smtpUTF8 = smtpUTF8
         self.body8Bit = body8Bit
+        self.messageID = messageID
+        self.originalSender = originalSender
+        self.policyNotes = policyNotes
     }
 }
 
@@ -50,6 +60,8 @@ public enum RelayMessageState: String, Hashable, Sendable, Codable, CaseIterable
     case failed
     /// Held by an administrator; not delivered until released.
     case held
+    /// Deleted by an administrator before it finished; its content is gone.
+    case deleted
 }
 
 /// Where one recipient of a message stands.
@@ -125,11 +137,14 @@ public struct RelayAttemptResult: Hashable, Sendable {
     /// when the attempt found this one unable to carry it. Only for a message
     /// none of whose recipients was delivered: never two routes for one message.
     public var reroute: String?
+    /// Transport, mailbox and upstream ids, for the trace.
+    public var detail: RelayAttemptDetail?
 
     public init(
         startedAt: Date, finishedAt: Date, route: String, recipientUpdates: [RelayRecipient], summary: String, disposition: Disposition,
-        reroute: String? = nil
+        reroute: String? = nil, detail: RelayAttemptDetail? = nil
     ) {
+        self.detail = detail
         self.startedAt = startedAt
         self.finishedAt = finishedAt
         self.route = route

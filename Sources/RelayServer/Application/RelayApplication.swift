@@ -5,6 +5,7 @@ import M365Sandbox
 import NIOCore
 import NIOPosix
 import NIOSSL
+import RelayAdmin
 import RelayCore
 import RelayStorage
 import SMTPCore
@@ -27,6 +28,12 @@ public final class RelayApplication: Sendable {
     public let sandbox: M365Sandbox?
     public let store: SQLiteQueueStore
     public let delivery: RelayDeliveryService
+    /// The Prometheus metrics behind `/metrics`.
+    public let metrics: RelayMetrics
+    /// Webhook alerts, when `alerts` is configured.
+    public let alerts: RelayAlerts?
+    /// Where the admin server listens (port 0 in the configuration becomes a real port); nil without `admin`.
+    public let adminAddress: RelayEndpoint?
     private let routes: RelayRouteTransports
     private let serviceGroup: ServiceGroup
     private let logger: Logger
@@ -35,8 +42,11 @@ public final class RelayApplication: Sendable {
 
     private init(configuration: RelayConfiguration, smtpAddresses: [SocketAddress], sandbox: M365Sandbox?, store: SQLiteQueueStore,
                  delivery: RelayDeliveryService, routes: RelayRouteTransports, serviceGroup: ServiceGroup, logger: Logger,
-                 serverTLS: RelayServerTLS?) {
+                 serverTLS: RelayServerTLS?, metrics: RelayMetrics, alerts: RelayAlerts?, adminAddress: RelayEndpoint?) {
         self.serverTLS = serverTLS
+        self.metrics = metrics
+        self.alerts = alerts
+        self.adminAddress = adminAddress
         self.configuration = configuration
         self.smtpAddresses = smtpAddresses
         self.sandbox = sandbox
@@ -68,7 +78,7 @@ public final class RelayApplication: Sendable {
                 throw RelayStartupError("storage \(path): cannot create directory \(dataDirectory): \((error as NSError).localizedDescription)")
             }
             do {
-                store = try SQLiteQueueStore(path: path, logger: logger)
+                store = try SQLiteQueueStore(path: path, keepBodies: configuration.trace.keepBodies, logger: logger)
             } catch {
                 throw RelayStartupError("storage \(path) is not usable: \(error)")
             }
@@ -107,9 +117,55 @@ public final class RelayApplication: Sendable {
         settings.routePause = configuration.delivery.routePause
         settings.tenantStop = configuration.delivery.tenantStop
         settings.dkim = dkim
+        // Metrics and alerts hear of ingress and delivery through one fan-out.
+        let metrics = RelayMetrics(version: RelayVersion.current)
+        var alerts: RelayAlerts?
+        if let alertSettings = configuration.alerts, alertSettings.webhookURL != nil {
+            var alertLogger = logger
+            alertLogger[metadataKey: "component"] = "alerts"
+            do {
+                alerts = try RelayAlerts(
+                    configuration: alertSettings, hostname: configuration.server.hostname,
+                    queueStatistics: { [store] in try await store.queueStatistics() },
+                    credentialExpiries: { [configuration] in RelayCredentialExpiry.expiries(in: configuration) },
+                    logger: alertLogger)
+            } catch {
+                await routes.shutdown()
+                if let sandbox { await sandbox.instance.shutdown() }
+                store.close()
+                throw error
+            }
+        }
+        let observer = RelayEventFanOut([metrics] + (alerts.map { [$0] } ?? []))
+        settings.observer = observer
         var deliveryLogger = logger
         deliveryLogger[metadataKey: "component"] = "delivery"
         let delivery = RelayDeliveryService(store: store, transports: routes.transports, settings: settings, owner: owner, logger: deliveryLogger)
+
+        // The admin server before the SMTP listeners: a port in use is a reason not to start.
+        var adminServer: RelayAdminServer?
+        var adminAddress: RelayEndpoint?
+        if let admin = configuration.admin {
+            var adminLogger = logger
+            adminLogger[metadataKey: "component"] = "admin"
+            let report = RelayRouteStatusReport(
+                configuration: configuration, delivery: delivery, tokenProviders: routes.tokenProvidersByRoute,
+                credentialExpiry: RelayRouteStatusReport.credentialExpiries(of: configuration))
+            let backend = RelayLiveAdminBackend(trace: store, routeReport: report, metrics: metrics, configuration: configuration)
+            do {
+                let token = try admin.token.map { source throws(RelayStartupError) in try RelaySecrets.read(source) }
+                let server = try RelayAdminServer(address: admin.address, token: token, backend: backend, logger: adminLogger)
+                let port = try await server.start()
+                adminServer = server
+                adminAddress = RelayEndpoint(host: admin.address.host, port: port)
+            } catch {
+                await alerts?.shutdown()
+                await routes.shutdown()
+                if let sandbox { await sandbox.instance.shutdown() }
+                store.close()
+                throw (error as? RelayStartupError) ?? RelayStartupError("\(error)")
+            }
+        }
 
         // Listeners last: once bound, clients may send.
         var ingressLogger = logger
@@ -134,7 +190,7 @@ public final class RelayApplication: Sendable {
                 }
                 let ingress = RelayIngress(
                     configuration: configuration, listener: listener, store: store, security: ingressSecurity, logger: ingressLogger,
-                    wakeDelivery: { [delivery] in delivery.wake() })
+                    observer: observer, wakeDelivery: { [delivery] in delivery.wake() })
                 let configured = configuration.server.limits
                 var limits = SMTPConnectionLimits()
                 limits.maxConnections = configured.maxConnections
@@ -157,6 +213,8 @@ public final class RelayApplication: Sendable {
             }
         } catch {
             for server in servers { await server.shutdown(gracePeriod: .zero) }
+            await adminServer?.shutdown()
+            await alerts?.shutdown()
             await routes.shutdown()
             if let sandbox { await sandbox.instance.shutdown() }
             store.close()
@@ -167,6 +225,11 @@ public final class RelayApplication: Sendable {
         var services: [any Service] = []
         if let sandbox { services.append(sandbox.instance) }
         services.append(delivery)
+        var traceLogger = logger
+        traceLogger[metadataKey: "component"] = "trace"
+        services.append(RelayTracePruner(store: store, settings: configuration.trace, logger: traceLogger))
+        if let alerts { services.append(alerts) }
+        if let adminServer { services.append(adminServer) }
         services += servers.map { SMTPIngressService(server: $0) }
         // Last, so that graceful shutdown ends it first. SIGHUP is trapped from here on.
         let reloader = RelayTLSReloader(serverTLS: serverTLS, logger: ingressLogger)
@@ -179,7 +242,8 @@ public final class RelayApplication: Sendable {
             logger: logger))
         return RelayApplication(
             configuration: configuration, smtpAddresses: addresses, sandbox: sandbox?.instance, store: store,
-            delivery: delivery, routes: routes, serviceGroup: serviceGroup, logger: logger, serverTLS: serverTLS)
+            delivery: delivery, routes: routes, serviceGroup: serviceGroup, logger: logger, serverTLS: serverTLS,
+            metrics: metrics, alerts: alerts, adminAddress: adminAddress)
     }
 
     /// Serves until SIGTERM or SIGINT (or `cancel` of the calling task), then shuts down in order.

@@ -20,12 +20,15 @@ final class RelayIngress: SMTPServerDelegate {
     private let security: RelayIngressSecurity
     /// The live connections of this listener, for AUTH and the session audit line.
     private let connections = NIOLockedValueBox([SMTPConnectionInfo: RelayIngressConnection]())
+    /// Metrics and alerts: sessions, AUTH failures, messages queued and refused.
+    private let observer: (any RelayEventObserver)?
 
     init(
         configuration: RelayConfiguration, listener: RelayConfiguration.Listener, store: any RelayQueueStore,
         security: RelayIngressSecurity, logger: Logger, now: @escaping @Sendable () -> Date = Date.init,
-        wakeDelivery: @escaping @Sendable () -> Void
+        observer: (any RelayEventObserver)? = nil, wakeDelivery: @escaping @Sendable () -> Void
     ) {
+        self.observer = observer
         self.configuration = configuration
         self.listener = listener
         self.store = store
@@ -84,14 +87,17 @@ final class RelayIngress: SMTPServerDelegate {
         // The checks read the connection's current client: the address client
         // until AUTH succeeds, the password client after.
         let security = self.security
+        let observer = self.observer
         session.senderCheck = { sender in
             guard let client = state.client else { return Self.authenticationRequired }
             // A rewriting client's sender is replaced before it is judged (PRODUCT.md, Sender rules).
             guard RelayAddressPattern.matches(client.rewriteSender ?? sender.address, anyOf: client.allowedSenders) else {
+                observer?.observe(.messageRefused(client: client.name, reason: "sender-not-allowed"))
                 return SMTPReply(550, .init(5, 7, 1), "Sender address not allowed for this client")
             }
             // Counted at MAIL, once the sender is acceptable: a refused sender costs nothing.
             guard security.takeMessage(client: client) else {
+                observer?.observe(.messageRefused(client: client.name, reason: "rate-limited"))
                 state.update { $0.rateLimited += 1 }
                 return SMTPReply(450, .init(4, 7, 1), "Message rate limit exceeded for this client (\(client.rateLimit!)), try again later")
             }
@@ -100,8 +106,11 @@ final class RelayIngress: SMTPServerDelegate {
         let relayConfiguration = self.configuration
         session.recipientCheck = { recipient in
             guard let client = state.client else { return Self.authenticationRequired }
-            return RelayAddressPattern.matches(recipient.address, anyOf: relayConfiguration.recipientPatterns(for: client))
-                ? nil : SMTPReply(550, .init(5, 7, 1), "Recipient not allowed for this client: relaying denied")
+            guard RelayAddressPattern.matches(recipient.address, anyOf: relayConfiguration.recipientPatterns(for: client)) else {
+                observer?.observe(.messageRefused(client: client.name, reason: "relay-denied"))
+                return SMTPReply(550, .init(5, 7, 1), "Recipient not allowed for this client: relaying denied")
+            }
+            return nil
         }
         return session
     }
@@ -168,8 +177,10 @@ final class RelayIngress: SMTPServerDelegate {
             "client_ip": "\(connection.clientAddress)", "reason": "\(reason)", "failures": "\(failure.failures)",
         ]
         if let username { metadata["username"] = "\(RelayLogText.escape(username))" }
+        observer?.observe(.authFailed(clientAddress: connection.clientAddress, username: username))
         if let until = failure.lockedUntil {
             metadata["locked_until"] = "\(Date(timeIntervalSinceReferenceDate: until))"
+            observer?.observe(.clientLockedOut(clientAddress: connection.clientAddress, until: Date(timeIntervalSinceReferenceDate: until)))
             logger.warning("AUTH failed; address locked out", metadata: metadata)
         } else {
             logger.notice("AUTH failed", metadata: metadata)
@@ -247,7 +258,7 @@ final class RelayIngress: SMTPServerDelegate {
             body8Bit: envelope.parameters.body8Bit)
         let sink = RelayIngressSink(
             writer: writer, envelope: relayEnvelope, client: client, store: store, logger: logger, now: now, wakeDelivery: wakeDelivery,
-            hostname: configuration.server.hostname)
+            hostname: configuration.server.hostname, observer: observer)
         return RelayIngressCountingSink(sink, connection: state)
     }
 
@@ -275,6 +286,8 @@ final class RelayIngress: SMTPServerDelegate {
         if facts.messagesRefused > 0 { metadata["messages_refused"] = "\(facts.messagesRefused)" }
         if facts.rateLimited > 0 { metadata["rate_limited"] = "\(facts.rateLimited)" }
         logger.info("Session ended", metadata: metadata)
+        // At the end, since STARTTLS comes after the start: the protocol the session used.
+        observer?.observe(.sessionStarted(client: client?.name ?? "-", tlsVersion: facts.tls?.version))
     }
 }
 

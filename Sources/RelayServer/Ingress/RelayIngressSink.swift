@@ -22,12 +22,14 @@ final class RelayIngressSink: SMTPMessageSink, @unchecked Sendable {
     private let now: @Sendable () -> Date
     private let wakeDelivery: @Sendable () -> Void
     private var repair: RelayMessageRepairStream
+    private let observer: (any RelayEventObserver)?
 
     /// - Parameter hostname: the relay's name, for a `Message-ID` it has to make up
     ///   (`server.hostname`); without it, the host's own name.
     init(writer: any RelayMessageWriter, envelope: RelayEnvelope, client: RelayConfiguration.Client, store: any RelayQueueStore, logger: Logger,
          now: @escaping @Sendable () -> Date, wakeDelivery: @escaping @Sendable () -> Void, hostname: String? = nil,
-         limits: RelayMessageRepair.Limits = .init()) {
+         limits: RelayMessageRepair.Limits = .init(), observer: (any RelayEventObserver)? = nil) {
+        self.observer = observer
         self.writer = writer
         self.envelope = envelope
         self.client = client
@@ -66,6 +68,7 @@ final class RelayIngressSink: SMTPMessageSink, @unchecked Sendable {
         case .failure(let refusal):
             writer.abort()
             audit(envelope: queued, decision: .refused, reason: refusal.reason, reply: refusal.reply)
+            observer?.observe(.messageRefused(client: envelope.clientName, reason: refusal.reason))
             return refusal.reply
         case .success(let rest):
             do {
@@ -75,10 +78,15 @@ final class RelayIngressSink: SMTPMessageSink, @unchecked Sendable {
             }
         }
         if let sender = repair.header?.envelopeSender { queued.sender = sender }
+        // For the trace: what the message is called, and what policy changed on the way in.
+        queued.messageID = repair.header?.messageID
+        if queued.sender != envelope.sender { queued.originalSender = envelope.sender }
+        if !repair.applied.isEmpty { queued.policyNotes = repair.applied.map(\.description) }
         do {
             let message = try await store.commit(writer, envelope: queued, now: now())
             let reply = SMTPReply(250, .init(2, 0, 0), "Ok: queued as \(message.id)")
             audit(envelope: queued, size: message.size, decision: .queued, reply: reply)
+            observer?.observe(.messageReceived(client: queued.clientName, route: queued.route, size: message.size))
             wakeDelivery()
             return reply
         } catch {

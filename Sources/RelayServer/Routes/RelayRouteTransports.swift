@@ -14,6 +14,8 @@ struct RelayRouteTransports: Sendable {
     var transports: [String: any RelayTransport] = [:]
     /// Token providers, one per app registration (tenant, client id, credential, login host).
     var tokenProviders: [M365TokenProvider] = []
+    /// Each route's token provider, when it has one (for token expiry in the API and metrics).
+    var tokenProvidersByRoute: [String: M365TokenProvider] = [:]
     /// HTTP clients to shut down after delivery stops.
     var httpClients: [HTTPClient] = []
 
@@ -69,7 +71,10 @@ struct RelayRouteTransports: Sendable {
                     return nil
                 }
                 let key = [route.loginURL, tenant.lowercased(), client.lowercased(), credentialKey, route.caFile ?? ""].joined(separator: "|")
-                if let existing = providers[key] { return existing }
+                if let existing = providers[key] {
+                    tokenProvidersByRoute[route.name] = existing
+                    return existing
+                }
                 let http = try httpClient(caFile: route.caFile, group: group)
                 var providerLogger = logger
                 providerLogger[metadataKey: "component"] = "oauth"
@@ -84,6 +89,7 @@ struct RelayRouteTransports: Sendable {
                 }
                 providers[key] = provider
                 tokenProviders.append(provider)
+                tokenProvidersByRoute[route.name] = provider
                 return provider
             }
 

@@ -13,8 +13,10 @@ import Synchronization
 /// committed. Concurrent commits share one transaction (see `GroupCommitter`).
 /// A file without a row was never acknowledged and is removed when the store opens.
 public final class SQLiteQueueStore: RelayQueueStore, Sendable {
-    private let database: DatabasePool
-    private let spool: SpoolDirectory
+    let database: DatabasePool
+    let spool: SpoolDirectory
+    /// How long content stays after a message finished (`trace.keep_bodies`); 0 removes it at once.
+    let keepBodies: TimeInterval
     /// Threads for `fsync`, which must not block the cooperative pool.
     private let io: BlockingIOPool
     private let committer: GroupCommitter<PendingInsert>
@@ -49,8 +51,14 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     /// - Parameter spoolDirectory: where content files live; `<directory of path>/spool` by default.
     /// - Parameter inlineContentLimit: messages up to this size are kept in the
     ///   database (64 KiB by default); 0 puts every message in a spool file.
-    public init(path: String, spoolDirectory: String? = nil, inlineContentLimit: Int = 64 * 1024, logger: Logger) throws {
+    /// - Parameter keepBodies: how long a finished message's content is kept
+    ///   (`trace.keep_bodies`); 0 removes it as soon as the message finishes.
+    ///   `prune(before:bodiesBefore:batchSize:)` removes kept content later.
+    public init(
+        path: String, spoolDirectory: String? = nil, inlineContentLimit: Int = 64 * 1024, keepBodies: TimeInterval = 0, logger: Logger
+    ) throws {
         self.inlineContentLimit = inlineContentLimit
+        self.keepBodies = max(0, keepBodies)
         let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
         let database: DatabasePool
         let spool: SpoolDirectory
@@ -100,8 +108,9 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
         self.committer = GroupCommitter { batch in
             await Self.insertBatch(batch, database: database, spool: spool, io: io)
         }
+        let keepBodies = max(0, keepBodies)
         self.attemptCommitter = GroupCommitter { batch in
-            await Self.applyAttemptBatch(batch, database: database, spool: spool)
+            await Self.applyAttemptBatch(batch, database: database, spool: spool, keepBodies: keepBodies)
         }
         do {
             try removeUnacknowledgedContent()
@@ -230,26 +239,30 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
     /// One transaction for every attempt recorded meanwhile; each in its own
     /// savepoint, so that one lost lease does not undo the others.
-    private static func applyAttemptBatch(_ batch: [PendingAttempt], database: DatabasePool, spool: SpoolDirectory) async -> [Result<Void, any Error>] {
+    private static func applyAttemptBatch(
+        _ batch: [PendingAttempt], database: DatabasePool, spool: SpoolDirectory, keepBodies: TimeInterval
+    ) async -> [Result<Void, any Error>] {
+        // Each success tells whether the message's content is to be removed.
         let outcomes: [Result<Bool, any Error>]
         do {
             outcomes = try await database.write { db in
                 batch.map { pending in
-                    var finished = false
+                    var removesContent = false
                     do {
                         try db.inSavepoint {
                             switch pending.change {
                             case .attempt(let result):
-                                finished = try applyAttempt(id: pending.id, owner: pending.owner, result: result, db)
+                                let finished = try applyAttempt(id: pending.id, owner: pending.owner, result: result, keepBodies: keepBodies, db)
+                                removesContent = finished && keepBodies == 0
                             case .postpone(let until, let route):
                                 try applyPostponement(id: pending.id, owner: pending.owner, until: until, route: route, db)
                             }
-                            if finished {
+                            if removesContent {
                                 try db.execute(sql: "DELETE FROM contents WHERE message_id = ?", arguments: [pending.id.rawValue])
                             }
                             return .commit
                         }
-                        return .success(finished)
+                        return .success(removesContent)
                     } catch {
                         return .failure(error)
                     }
@@ -388,11 +401,14 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
         }
         let envelope = String(decoding: try JSONEncoder.queue.encode(message.envelope), as: UTF8.self)
         try db.cachedStatement(sql: """
-            INSERT INTO messages (id, state, sender, route, envelope, size, received_at, next_attempt_at, attempts)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
+            INSERT INTO messages (
+                id, state, sender, route, envelope, size, received_at, next_attempt_at, attempts,
+                client_name, client_address, header_message_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
             """).execute(arguments: [
                 message.id.rawValue, message.state.rawValue, message.envelope.sender, message.envelope.route, envelope,
                 message.size, message.receivedAt.timeIntervalSince1970, message.nextAttemptAt.timeIntervalSince1970,
+                message.envelope.clientName, message.envelope.clientAddress, message.envelope.messageID,
             ])
         let insertRecipient = try db.cachedStatement(sql: """
             INSERT INTO recipients (message_id, position, address, status) VALUES (?, ?, ?, ?)
@@ -405,7 +421,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     // MARK: Attempt internals
 
     private static func applyPostponement(id: RelayQueueID, owner: String, until: Date, route: String?, _ db: Database) throws {
-        guard let row = try Row.fetchOne(db, sql: "SELECT lease_owner FROM messages WHERE id = ?", arguments: [id.rawValue]) else {
+        guard let row = try Row.fetchOne(db, sql: "SELECT lease_owner, route FROM messages WHERE id = ?", arguments: [id.rawValue]) else {
             throw RelayStorageError(.notFound, "no message \(id)")
         }
         guard (row["lease_owner"] as String?) == owner else {
@@ -415,6 +431,14 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
             try db.execute(
                 sql: "UPDATE messages SET route = ?, envelope = json_set(envelope, '$.route', ?) WHERE id = ?",
                 arguments: [route, route, id.rawValue])
+            let previous: String = row["route"]
+            // postpone() carries no clock; the wall clock is when the move happened.
+            try insertEvent(
+                RelayTraceEvent(
+                    at: Date(), kind: .rerouted,
+                    summary: "Moved from route \(previous) to \(route); next attempt at \(traceTimestamp(until))",
+                    details: ["from_route": previous, "route": route, "next_attempt_at": traceTimestamp(until)]),
+                for: id, db)
         }
         try db.execute(
             sql: "UPDATE messages SET next_attempt_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
@@ -422,8 +446,10 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     }
 
     /// Applies one attempt inside the caller's transaction; returns whether the message is finished.
-    private static func applyAttempt(id: RelayQueueID, owner: String, result: RelayAttemptResult, _ db: Database) throws -> Bool {
-        guard let row = try Row.fetchOne(db, sql: "SELECT lease_owner FROM messages WHERE id = ?", arguments: [id.rawValue]) else {
+    private static func applyAttempt(
+        id: RelayQueueID, owner: String, result: RelayAttemptResult, keepBodies: TimeInterval, _ db: Database
+    ) throws -> Bool {
+        guard let row = try Row.fetchOne(db, sql: "SELECT state, lease_owner FROM messages WHERE id = ?", arguments: [id.rawValue]) else {
             throw RelayStorageError(.notFound, "no message \(id)")
         }
         // An expired lease still counts as held until another owner takes it.
@@ -462,29 +488,39 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
         }
         let failed = try recipientCount(id: id, status: .failed, db)
 
-        try db.execute(
-            sql: "INSERT INTO attempts (message_id, started_at, finished_at, route, summary) VALUES (?, ?, ?, ?, ?)",
-            arguments: [
-                id.rawValue, result.startedAt.timeIntervalSince1970, result.finishedAt.timeIntervalSince1970,
-                result.route, result.summary,
-            ])
-
         let state: RelayMessageState
         var nextAttemptAt: Double?
         if isFinished {
             state = failed == 0 ? .delivered : .failed
         } else {
-            state = .queued
+            // Held by an administrator while this attempt ran: it waits for a release, not for the retry time.
+            state = (row["state"] as String) == RelayMessageState.held.rawValue ? .held : .queued
             if case .deferred(let until) = result.disposition { nextAttemptAt = until.timeIntervalSince1970 }
         }
+        let reroute = isFinished ? nil : result.reroute
+        let outcome = isFinished ? state.rawValue : (reroute == nil ? "deferred" : "rerouted")
+        let detail = try result.detail.map { String(decoding: try JSONEncoder.queue.encode($0), as: UTF8.self) }
+        try db.cachedStatement(sql: """
+            INSERT INTO attempts (message_id, started_at, finished_at, route, summary, outcome, detail, next_attempt_at, rerouted_to)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [
+                id.rawValue, result.startedAt.timeIntervalSince1970, result.finishedAt.timeIntervalSince1970,
+                result.route, result.summary, outcome, detail, nextAttemptAt, reroute,
+            ])
+
+        let finishedAt = isFinished ? result.finishedAt.timeIntervalSince1970 : nil
+        let contentKeptUntil = finishedAt.flatMap { keepBodies > 0 ? $0 + keepBodies : nil }
         try db.execute(
             sql: """
                 UPDATE messages SET state = ?, next_attempt_at = COALESCE(?, next_attempt_at),
-                    attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until = NULL
+                    attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until = NULL,
+                    finished_at = ?, content_kept_until = ?
                 WHERE id = ?
                 """,
-            arguments: [state.rawValue, nextAttemptAt, pending + failed > 0 ? result.summary : nil, id.rawValue])
-        if let route = result.reroute, !isFinished {
+            arguments: [
+                state.rawValue, nextAttemptAt, pending + failed > 0 ? result.summary : nil, finishedAt, contentKeptUntil, id.rawValue,
+            ])
+        if let route = reroute {
             let delivered = try recipientCount(id: id, status: .delivered, db)
             guard delivered == 0 else {
                 throw RelayStorageError(.io, "message \(id) has delivered recipients and cannot change route")
@@ -506,15 +542,27 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
     /// Removes content that no queued message owns: files from commits that
     /// crashed before their row (never acknowledged), and files of finished
-    /// messages whose removal a crash interrupted. Rows and leases are left
-    /// alone; expired leases simply let the messages be leased again.
+    /// messages whose removal a crash interrupted. Content kept by
+    /// `trace.keep_bodies` is owned until pruning removes it. Rows and leases
+    /// are left alone; expired leases simply let the messages be leased again.
     private func removeUnacknowledgedContent() throws {
         let stored = try spool.storedIDs()
         let owned = try database.read { db in
             try String.fetchSet(db, sql: "SELECT id FROM messages WHERE state IN ('queued', 'held')")
         }
+        let candidates = stored.filter { !owned.contains($0.rawValue) }
+        // Looked up by id rather than scanning every finished message.
+        let kept = try database.read { db in
+            var kept: Set<String> = []
+            for chunk in candidates.map(\.rawValue).chunked(by: Self.maximumArgumentsPerStatement) {
+                kept.formUnion(try String.fetchSet(
+                    db, sql: "SELECT id FROM messages WHERE id IN (\(databaseQuestionMarks(count: chunk.count))) AND content_kept_until IS NOT NULL",
+                    arguments: StatementArguments(chunk)))
+            }
+            return kept
+        }
         var removed = 0
-        for id in stored where !owned.contains(id.rawValue) {
+        for id in candidates where !kept.contains(id.rawValue) {
             if spool.remove(id: id) { removed += 1 }
         }
         if removed > 0 {
@@ -528,36 +576,17 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
     // MARK: Rows
 
-    private static let selectMessages = """
+    static let selectMessages = """
         SELECT id, state, envelope, size, received_at, next_attempt_at, attempts, last_error FROM messages
         """
 
     /// SQLite allows 32766 parameters per statement; stay far below.
-    private static let maximumArgumentsPerStatement = 500
+    static let maximumArgumentsPerStatement = 500
 
     /// Turns message rows into messages, with their recipients in envelope order.
-    private static func decodeMessages(_ rows: [Row], _ db: Database) throws -> [RelayQueuedMessage] {
+    static func decodeMessages(_ rows: [Row], _ db: Database) throws -> [RelayQueuedMessage] {
         guard !rows.isEmpty else { return [] }
-        var recipients: [String: [RelayRecipient]] = [:]
-        let ids = rows.map { $0["id"] as String }
-        for chunk in ids.chunked(by: maximumArgumentsPerStatement) {
-            let recipientRows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT message_id, address, status, last_reply FROM recipients
-                    WHERE message_id IN (\(databaseQuestionMarks(count: chunk.count)))
-                    ORDER BY message_id, position
-                    """,
-                arguments: StatementArguments(chunk))
-            for row in recipientRows {
-                let status: String = row["status"]
-                guard let status = RelayRecipientStatus(rawValue: status) else {
-                    throw RelayStorageError(.io, "unknown recipient status \(status)")
-                }
-                recipients[row["message_id"], default: []].append(
-                    RelayRecipient(address: row["address"], status: status, lastReply: row["last_reply"]))
-            }
-        }
+        let recipients = try recipients(of: rows.map { $0["id"] as String }, db)
         return try rows.map { row in
             let id: String = row["id"]
             let stateText: String = row["state"]
@@ -578,9 +607,33 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
         }
     }
 
+    /// The recipients of each message in `ids`, in envelope order.
+    static func recipients(of ids: [String], _ db: Database) throws -> [String: [RelayRecipient]] {
+        var recipients: [String: [RelayRecipient]] = [:]
+        for chunk in ids.chunked(by: maximumArgumentsPerStatement) {
+            let recipientRows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT message_id, address, status, last_reply FROM recipients
+                    WHERE message_id IN (\(databaseQuestionMarks(count: chunk.count)))
+                    ORDER BY message_id, position
+                    """,
+                arguments: StatementArguments(chunk))
+            for row in recipientRows {
+                let status: String = row["status"]
+                guard let status = RelayRecipientStatus(rawValue: status) else {
+                    throw RelayStorageError(.io, "unknown recipient status \(status)")
+                }
+                recipients[row["message_id"], default: []].append(
+                    RelayRecipient(address: row["address"], status: status, lastReply: row["last_reply"]))
+            }
+        }
+        return recipients
+    }
+
     // MARK: Errors
 
-    private func withStorageErrors<Result>(_ operation: String, _ body: () async throws -> Result) async throws -> Result {
+    func withStorageErrors<Result>(_ operation: String, _ body: () async throws -> Result) async throws -> Result {
         do {
             return try await body()
         } catch {
@@ -598,7 +651,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
     /// Storage errors pass through; anything else (SQLite, file system) becomes `.io`.
     /// GRDB's descriptions name the SQL but not its arguments, so no addresses leak.
-    private static func storageError(_ error: any Error, _ operation: String) -> RelayStorageError {
+    static func storageError(_ error: any Error, _ operation: String) -> RelayStorageError {
         if let error = error as? RelayStorageError { return error }
         return RelayStorageError(.io, "\(operation): \(error)")
     }
@@ -606,7 +659,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
 extension JSONEncoder {
     /// Sorted keys keep stored envelopes byte-stable, which makes them easy to diff and inspect.
-    fileprivate static var queue: JSONEncoder {
+    static var queue: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return encoder
@@ -614,7 +667,7 @@ extension JSONEncoder {
 }
 
 extension Array {
-    fileprivate func chunked(by size: Int) -> [ArraySlice<Element>] {
+    func chunked(by size: Int) -> [ArraySlice<Element>] {
         stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }

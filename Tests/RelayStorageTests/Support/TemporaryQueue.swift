@@ -14,10 +14,11 @@ struct TemporaryQueue {
 
     /// - Parameter inlineContentLimit: 0 (the default here) puts every message in a
     ///   spool file, so most tests see the file side; the inline side has its own tests.
-    func open(inlineContentLimit: Int = 0) throws -> SQLiteQueueStore {
+    /// - Parameter keepBodies: `trace.keep_bodies`; 0 removes content when a message finishes.
+    func open(inlineContentLimit: Int = 0, keepBodies: TimeInterval = 0) throws -> SQLiteQueueStore {
         var logger = Logger(label: "relay-storage-tests")
         logger.logLevel = .critical
-        return try SQLiteQueueStore(path: databasePath, inlineContentLimit: inlineContentLimit, logger: logger)
+        return try SQLiteQueueStore(path: databasePath, inlineContentLimit: inlineContentLimit, keepBodies: keepBodies, logger: logger)
     }
 
     func spoolFileExists(_ id: RelayQueueID) -> Bool {
