@@ -75,6 +75,12 @@ struct RelayAdminErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as RelayAdminAPIError {
             throw error
+        } catch let error as HTTPError where error.status == .notFound && !RelayAdminAPI.allowedMethods(at: request.uri.path).isEmpty {
+            // The path exists with other methods: say which (RFC 9110 §15.5.6).
+            let allowed = RelayAdminAPI.allowedMethods(at: request.uri.path)
+            throw RelayAdminAPIError(
+                status: .methodNotAllowed, message: "\(request.method) is not allowed on \(request.uri.path); use \(allowed.map(\.rawValue).joined(separator: " or "))",
+                headers: [.allow: allowed.map(\.rawValue).joined(separator: ", ")])
         } catch let error as HTTPError {
             let message = error.body ?? (error.status == .notFound ? "no such path: \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
             throw RelayAdminAPIError(status: error.status, message: message, headers: error.headers)

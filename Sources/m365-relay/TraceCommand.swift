@@ -171,6 +171,12 @@ enum RelayCommandOutput {
         }.joined(separator: "\n") + "\n"
     }
 
+    /// A detail value as `key=value` shows it: quoted when it has spaces, so where it ends is clear.
+    static func quoted(_ value: String) -> String {
+        value.contains(where: { $0 == " " || $0 == "\"" }) || value.isEmpty
+            ? "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\"" : value
+    }
+
     /// `queue show`: the message, then its timeline.
     static func describe(_ timeline: RelayAdminTimeline) -> String {
         let message = timeline.message
@@ -203,7 +209,7 @@ enum RelayCommandOutput {
         for event in timeline.events {
             var line = "  \(time(event.at))  \(event.kind.padding(toLength: kindWidth, withPad: " ", startingAt: 0))  \(event.summary)"
             if !event.details.isEmpty {
-                line += "  [" + event.details.keys.sorted().map { "\($0)=\(event.details[$0]!)" }.joined(separator: " ") + "]"
+                line += "  [" + event.details.keys.sorted().map { "\($0)=\(quoted(event.details[$0]!))" }.joined(separator: " ") + "]"
             }
             lines.append(line)
         }

@@ -17,13 +17,15 @@ struct ObservabilityEndToEndTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let sender = "scanner@contoso.com"
 
-    @Test func aMessageIsTracedEverywhereAndThrottlingRaisesAnAlert() async throws {
+    @Test func aMessageIsTracedEverywhereAndMicrosoftRefusalsRaiseAlerts() async throws {
         let webhook = RelayAlertTests.WebhookReceiver()
         try await webhook.start()
         defer { Task { await webhook.stop() } }
         let relay = try await RelayHarness { directory in
             RelayHarness.sandboxYAML(directory) + """
 
+            delivery:
+              route_pause: 2s
             admin:
               address: "127.0.0.1:0"
             alerts:
@@ -96,6 +98,23 @@ struct ObservabilityEndToEndTests {
             "--expect-event", "received", "--expect-event", "delivered",
         ], timeout: 90)
         #expect(browser.status == 0, "dashboard_check.py: \(browser.stderr)\n\(browser.stdout)")
+
+        // 6. Microsoft refuses the route's set-up: the route pauses and the webhook hears it;
+        //    when the pause ends and the message goes out, the recovery is announced.
+        try relay.sandbox.inject(.smtpReply("530 5.7.57 Client not authenticated to send mail", at: .mail))
+        let third = try await sendWithPython(port: relay.port, from: Self.sender, to: ["desk@contoso.com"], content: Self.message(subject: "scan 3"))
+        #expect(third["ok"] as? Bool == true, "\(third)")
+        func alert(_ key: String, _ status: String) -> Bool {
+            webhook.received.contains { post in
+                let object = (try? JSONSerialization.jsonObject(with: Data(post.body.utf8))) as? [String: Any]
+                return object?["alert"] as? String == key && object?["status"] as? String == status
+            }
+        }
+        #expect(await eventually(timeout: 60) { alert("route-paused:sandbox", "firing") }, "\(webhook.received.map(\.body))")
+        #expect(await eventually(timeout: 60) { alert("route-paused:sandbox", "resolved") }, "\(webhook.received.map(\.body))")
+        _ = try await Self.waitForJSON(base + "/api/v1/messages?sender=\(Self.sender)&status=delivered", timeout: 60) { page in
+            ((page["messages"] as? [[String: Any]]) ?? []).count == 3
+        }
 
         try await relay.stop()
     }

@@ -191,6 +191,10 @@ struct RelayAdminTimelineTests {
                 #expect(try await client.post("/api/v1/messages/l0wercase-bad!/\(action)").status == .badRequest, "\(action)")
             }
             #expect(try await client.delete("/api/v1/messages/\(unknown)").status == .notFound)
+            let wrongMethod = try await client.put("/api/v1/messages/\(unknown)", body: ByteBuffer())
+            #expect(wrongMethod.status == .methodNotAllowed)
+            #expect(wrongMethod.headers[.allow] == "GET, DELETE")
+            #expect(try await client.get("/api/v1/messages/\(unknown)/hold").status == .methodNotAllowed)
             let nowhere = try await client.get("/api/v1/nowhere")
             #expect(nowhere.status == .notFound)
             #expect(nowhere.errorMessage.contains("/api/v1/nowhere"))

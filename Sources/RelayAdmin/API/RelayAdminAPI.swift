@@ -9,6 +9,26 @@ import RelayStorage
 /// The JSON API under `/api/v1`, `/healthz`, `/readyz`, `/metrics` and `/openapi.json`,
 /// as docs/openapi.json describes it.
 public enum RelayAdminAPI {
+    /// Every path the API serves and its methods, as docs/openapi.json lists them
+    /// (a test holds the two together); `{id}` stands for one path segment.
+    static let endpoints: [(path: String, methods: [HTTPRequest.Method])] = [
+        ("/healthz", [.get]), ("/readyz", [.get]), ("/metrics", [.get]), ("/openapi.json", [.get]),
+        ("/api/v1/messages", [.get]), ("/api/v1/messages/{id}", [.get, .delete]),
+        ("/api/v1/messages/{id}/retry", [.post]), ("/api/v1/messages/{id}/hold", [.post]), ("/api/v1/messages/{id}/release", [.post]),
+        ("/api/v1/routes", [.get]),
+    ]
+
+    /// The methods the API serves at `path`; empty when the path is not the API's.
+    static func allowedMethods(at path: String) -> [HTTPRequest.Method] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        for endpoint in endpoints {
+            let pattern = endpoint.path.split(separator: "/", omittingEmptySubsequences: false)
+            guard pattern.count == segments.count else { continue }
+            if zip(pattern, segments).allSatisfy({ $0 == "{id}" ? !$1.isEmpty : $0 == $1 }) { return endpoint.methods }
+        }
+        return []
+    }
+
     /// Adds the API's routes to the admin router (after its authentication middleware).
     public static func addRoutes(to router: Router<RelayAdminRequestContext>, backend: any RelayAdminBackend) {
         addRoutes(to: router, backend: backend, clock: { Date() })

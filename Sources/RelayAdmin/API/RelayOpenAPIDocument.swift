@@ -67,14 +67,14 @@ enum RelayOpenAPIDocument {
           { "name": "sender", "in": "query", "description": "Part of the envelope sender, case-insensitive.", "schema": { "type": "string" } },
           { "name": "recipient", "in": "query", "description": "Part of any envelope recipient, case-insensitive.", "schema": { "type": "string" } },
           { "name": "status", "in": "query", "schema": { "$ref": "#/components/schemas/Status" } },
-          { "name": "since", "in": "query", "description": "Received at or after: an ISO 8601 date and time, or an age meaning now minus it (30m, 1h, 2d, 1w, 1h30m).", "schema": { "type": "string" }, "examples": { "age": { "value": "1h" }, "date": { "value": "2026-05-01T09:30:00Z" } } },
-          { "name": "until", "in": "query", "description": "Received before: an ISO 8601 date and time, or an age meaning now minus it.", "schema": { "type": "string" } },
+          { "name": "since", "in": "query", "description": "Received at or after: an ISO 8601 date and time, or an age meaning now minus it (30m, 1h, 2d, 1w, 1h30m).", "schema": { "$ref": "#/components/schemas/TimeOrAge" }, "examples": { "age": { "value": "1h" }, "date": { "value": "2026-05-01T09:30:00Z" } } },
+          { "name": "until", "in": "query", "description": "Received before: an ISO 8601 date and time, or an age meaning now minus it.", "schema": { "$ref": "#/components/schemas/TimeOrAge" } },
           { "name": "client", "in": "query", "description": "The clients entry's name, exact.", "schema": { "type": "string" } },
           { "name": "route", "in": "query", "description": "The route's name, exact.", "schema": { "type": "string" } },
           { "name": "message_id", "in": "query", "description": "The Message-ID header, with or without angle brackets, exact.", "schema": { "type": "string" } },
           { "name": "queue_id", "in": "query", "description": "A queue id, exact.", "schema": { "type": "string" } },
           { "name": "limit", "in": "query", "description": "Page size.", "schema": { "type": "integer", "minimum": 1, "maximum": 500, "default": 50 } },
-          { "name": "cursor", "in": "query", "description": "next_cursor of the previous page, unchanged.", "schema": { "type": "string" } }
+          { "name": "cursor", "in": "query", "description": "next_cursor of the previous page, unchanged. Opaque: any other value is refused (400).", "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]+$" } }
         ],
         "responses": {
           "200": { "description": "One page", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/MessagePage" } } } },
@@ -209,6 +209,13 @@ enum RelayOpenAPIDocument {
           "status": { "type": "string", "enum": ["ok", "not_ready"] },
           "reason": { "type": ["string", "null"], "description": "Why not ready: storage unreachable, no usable route." }
         }
+      },
+      "TimeOrAge": {
+        "description": "An ISO 8601 date and time (RFC 3339), or an age meaning now minus it: a number and a unit s, m, h, d or w, repeated if wanted (30m, 1h, 2d, 1h30m).",
+        "anyOf": [
+          { "type": "string", "format": "date-time" },
+          { "type": "string", "pattern": "^([0-9]{1,9}[smhdwSMHDW])+$" }
+        ]
       },
       "Status": {
         "type": "string",

@@ -33,7 +33,8 @@ public final class RelayAlerts: RelayEventObserver, Service {
     private let retryDelay: Duration
     private let client: HTTPClient
     private let book: Mutex<RelayAlertBook>
-    private let events: (stream: AsyncStream<RelayOperationalEvent>, continuation: AsyncStream<RelayOperationalEvent>.Continuation)
+    /// Events with the time they happened: the AUTH window counts real time, not when the buffer was drained.
+    private let events: (stream: AsyncStream<(RelayOperationalEvent, Date)>, continuation: AsyncStream<(RelayOperationalEvent, Date)>.Continuation)
     private let outbox: (stream: AsyncStream<RelayAlert>, continuation: AsyncStream<RelayAlert>.Continuation)
     /// Whether the last queue statistics read failed, so that a broken store is logged once, not every check.
     private let statisticsFailing = Mutex(false)
@@ -102,10 +103,10 @@ public final class RelayAlerts: RelayEventObserver, Service {
     public func observe(_ event: RelayOperationalEvent) {
         switch event {
         case .authFailed, .clientLockedOut, .throttled, .routeHeld, .routeRecovered:
-            events.continuation.yield(event)
+            events.continuation.yield((event, now()))
         case .attemptFinished(let report) where report.outcome == .delivered:
             // Tells a throttled route's recovery.
-            events.continuation.yield(event)
+            events.continuation.yield((event, now()))
         default:
             break
         }
@@ -157,8 +158,7 @@ public final class RelayAlerts: RelayEventObserver, Service {
     }
 
     private func consumeEvents() async {
-        for await event in events.stream {
-            let time = now()
+        for await (event, time) in events.stream {
             let alerts = book.withLock { $0.observe(event, now: time) }
             for alert in alerts { enqueue(alert) }
         }
@@ -217,7 +217,7 @@ public final class RelayAlerts: RelayEventObserver, Service {
             }
         }
         logger.warning("Alert webhook failed twice; alert dropped", metadata: [
-            "alert": "\(alert.key)", "status": "\(alert.status.rawValue)", "webhook": "\(redactedWebhookURL)", "error": "\(failure)",
+            "alert": "\(alert.key)", "status": "\(alert.status.rawValue)", "webhook": "\(webhookURL)", "error": "\(failure)",
         ])
     }
 

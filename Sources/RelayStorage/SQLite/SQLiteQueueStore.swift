@@ -167,7 +167,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
         } catch {
             // Not acknowledged, so nothing may remain: the row was not written, remove the file.
             spool.remove(id: message.id)
-            logger.error("queue commit failed; message discarded", metadata: ["queue-id": "\(message.id)", "error": "\(error)"])
+            logger.error("queue commit failed; message discarded", metadata: ["queue_id": "\(message.id)", "error": "\(error)"])
             throw Self.storageError(error, "commit")
         }
     }
