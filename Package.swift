@@ -127,6 +127,7 @@ let package = Package(
                 "SMTPCore", "SMTPNIO", "RelayCore", "RelayStorage", "M365Delivery", "M365Sandbox", "RelayAdmin",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -141,6 +142,7 @@ let package = Package(
             dependencies: [
                 "RelayServer", "RelayCore", "RelayStorage", "RelayAdmin", "M365Sandbox",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -186,6 +188,8 @@ let package = Package(
                 "RelayAdmin", "RelayCore", "RelayStorage", "RelayTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -193,9 +197,11 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "RelayServer", "RelayAdmin", "RelayStorage",
+                "RelayServer", "RelayAdmin", "RelayCore", "RelayStorage", "M365Sandbox", "M365Delivery", "SMTPNIO", "RelayTestSupport",
                 .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"), "RelayCore", "RelayStorage", "M365Sandbox", "M365Delivery", "SMTPNIO", "RelayTestSupport",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

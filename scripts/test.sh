@@ -27,10 +27,11 @@ if ! python3 -c "import dkim, nacl, dns.resolver, dnslib" >/dev/null 2>&1; then
   python3 -m pip install --quiet dkimpy dnspython dnslib pynacl \
     || python3 -m pip install --quiet --break-system-packages dkimpy dnspython dnslib pynacl
 fi
-# selenium drives chromium; prometheus_client parses /metrics independently of promtool.
-if ! python3 -c "import selenium, prometheus_client" >/dev/null 2>&1; then
-  python3 -m pip install --quiet selenium prometheus_client \
-    || python3 -m pip install --quiet --break-system-packages selenium prometheus_client
+# selenium drives chromium; prometheus_client parses /metrics independently of
+# promtool; schemathesis checks the admin API against docs/openapi.json.
+if ! python3 -c "import selenium, prometheus_client" >/dev/null 2>&1 || ! command -v schemathesis >/dev/null 2>&1; then
+  python3 -m pip install --quiet selenium prometheus_client schemathesis \
+    || python3 -m pip install --quiet --break-system-packages selenium prometheus_client schemathesis
 fi
 
 exec swift test "$@"

@@ -135,6 +135,7 @@ public final class RelayAdminServer: Service, Sendable {
     private func makeRouter() -> Router<RelayAdminRequestContext> {
         let router = Router(context: RelayAdminRequestContext.self)
         router.add(middleware: RelayAdminErrorMiddleware())
+        router.add(middleware: RelayAdminBrowserGuard(loopbackOnly: address.isLoopback))
         router.add(middleware: RelayAdminAuthentication(token: token))
         RelayAdminAPI.addRoutes(to: router, backend: backend)
         RelayDashboard.addRoutes(to: router, backend: backend)

@@ -101,10 +101,13 @@ struct Serve: AsyncParsableCommand {
             logger.notice("""
                 Built-in sandbox setup: mail sent to \(listening) is delivered to the Microsoft 365 sandbox, not to Microsoft. \
                 Queue: \(data)/relay.sqlite. What the sandbox received: \(data)/sandbox/messages/. \
+                Dashboard, API and metrics: \(application.adminAddress.map { "http://\($0)/" } ?? "off"). \
                 Pass --config FILE to relay through a real tenant.
                 """)
         } else {
-            logger.notice("m365-relay started", metadata: ["smtp": "\(listening)"])
+            var metadata: Logger.Metadata = ["smtp": "\(listening)"]
+            if let admin = application.adminAddress { metadata["admin"] = "http://\(admin)/" }
+            logger.notice("m365-relay started", metadata: metadata)
         }
         try await application.run()
     }

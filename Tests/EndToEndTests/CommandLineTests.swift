@@ -261,6 +261,7 @@ struct CommandLineTests {
         #expect(notice.contains("127.0.0.1:2525"), "the notice says where to send: \(notice)")
         #expect(notice.contains("sandbox"), "\(notice)")
         #expect(notice.contains("m365-relay-data"), "the notice says where the data is: \(notice)")
+        #expect(notice.contains("http://127.0.0.1:8025/"), "the notice says where the dashboard is: \(notice)")
         let data = workingDirectory.file("m365-relay-data")
         #expect(FileManager.default.fileExists(atPath: data + "/relay.sqlite"), "the queue lives under ./m365-relay-data/")
 

@@ -270,8 +270,8 @@ import Testing
 
     private static func realisticDay() -> [RelayOperationalEvent] {
         var events: [RelayOperationalEvent] = []
-        for _ in 0..<3 { events.append(.sessionStarted(client: "app", tlsVersion: "TLSv1.3")) }
-        for _ in 0..<2 { events.append(.sessionStarted(client: "printer", tlsVersion: nil)) }
+        for _ in 0..<3 { events.append(.sessionEnded(client: "app", tlsVersion: "TLSv1.3")) }
+        for _ in 0..<2 { events.append(.sessionEnded(client: "printer", tlsVersion: nil)) }
         for _ in 0..<4 { events.append(.messageReceived(client: "app", route: "smtp-main", size: 20_000)) }
         for _ in 0..<2 { events.append(.messageReceived(client: "printer", route: "graph-backup", size: 300_000)) }
         for _ in 0..<2 { events.append(.messageRefused(client: "printer", reason: "sender_not_allowed")) }

@@ -89,21 +89,30 @@ final class AdminFixture: @unchecked Sendable {
     }
 }
 
-/// A started admin server on 127.0.0.1 port 0, shut down after `body`.
-func withAdminServer<Value: Sendable>(
-    backend: any RelayAdminBackend, token: String? = nil, _ body: @escaping @Sendable (TestClient) async throws -> Value
+/// A started admin server on 127.0.0.1 port 0, shut down after `body`, which gets its port.
+func withStartedAdminServer<Value: Sendable>(
+    backend: any RelayAdminBackend, token: String? = nil, _ body: @Sendable (Int) async throws -> Value
 ) async throws -> Value {
     var logger = Logger(label: "relay-admin-tests")
     logger.logLevel = .critical
     let server = try RelayAdminServer(address: RelayEndpoint(host: "127.0.0.1", port: 0), token: token, backend: backend, logger: logger)
     let port = try await server.start()
     do {
-        let value = try await TestClient.withClient(host: "127.0.0.1", port: port, operation: body)
+        let value = try await body(port)
         await server.shutdown()
         return value
     } catch {
         await server.shutdown()
         throw error
+    }
+}
+
+/// A started admin server and a client connected to it.
+func withAdminServer<Value: Sendable>(
+    backend: any RelayAdminBackend, token: String? = nil, _ body: @escaping @Sendable (TestClient) async throws -> Value
+) async throws -> Value {
+    try await withStartedAdminServer(backend: backend, token: token) { port in
+        try await TestClient.withClient(host: "127.0.0.1", port: port, operation: body)
     }
 }
 

@@ -63,7 +63,7 @@ final class DashboardFixture: Sendable {
                     mailbox: "scanner@contoso.com", messagesPerMinute: .init(used: 12, limit: 30), recipientsPerDay: .init(used: 9_100, limit: 10_000),
                     connections: .init(used: 1, limit: 3))
             ],
-            tokenExpiresAt: Date().addingTimeInterval(2_700), credentialExpiresAt: Date().addingTimeInterval(5 * 86_400)),
+            tokenExpiresAt: Date().addingTimeInterval(2_700), credentialExpiresAt: Date().addingTimeInterval(5 * 86_400 + 3600)),
         RelayRouteStatus(
             name: "tenant-smtp", mode: "smtp", tenantID: "contoso.onmicrosoft.com", health: .paused, heldUntil: Date().addingTimeInterval(900),
             reason: "535 5.7.139 Authentication unsuccessful, the user credentials were incorrect"

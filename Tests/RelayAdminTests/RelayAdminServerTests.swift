@@ -6,6 +6,7 @@ import NIOCore
 import RelayAdmin
 import RelayCore
 import RelayTestSupport
+import ServiceLifecycle
 import Testing
 
 @Suite("Admin server: authentication and listening")
@@ -107,6 +108,28 @@ struct RelayAdminServerTests {
         #expect(status == .ok)
         running.cancel()
         try? await running.value
+        await #expect(throws: (any Error).self) {
+            try await TestClient.withClient(host: "127.0.0.1", port: port) { client in
+                _ = try await client.get("/healthz")
+            }
+        }
+    }
+
+    @Test("in a ServiceGroup, graceful shutdown stops it")
+    func gracefulShutdownInAGroup() async throws {
+        let fixture = try AdminFixture()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let server = try RelayAdminServer(address: RelayEndpoint(host: "127.0.0.1", port: 0), token: nil, backend: fixture.backend(), logger: logger)
+        let port = try await server.start()
+        let group = ServiceGroup(configuration: .init(services: [server], logger: logger))
+        let running = Task { try await group.run() }
+        let status = try await TestClient.withClient(host: "127.0.0.1", port: port) { client in
+            try await client.get("/healthz").status
+        }
+        #expect(status == .ok)
+        await group.triggerGracefulShutdown()
+        try await running.value
         await #expect(throws: (any Error).self) {
             try await TestClient.withClient(host: "127.0.0.1", port: port) { client in
                 _ = try await client.get("/healthz")

@@ -116,6 +116,9 @@ struct RelayTraceQueryParsingTests {
         let now = Date(timeIntervalSince1970: 1_750_000_000)
         let query = try RelayTraceQueryParsing.query(
             from: [("sender", "a@b"), ("status", "Held"), ("since", "1h"), ("limit", "7"), ("route", ""), ("message_id", "<x@y>")], now: now)
+        #expect(throws: RelayTraceParameterError(parameter: "until", reason: "is empty")) {
+            try RelayTraceQueryParsing.query(from: [("until", "")], now: now)
+        }
         #expect(query == RelayTraceQuery(sender: "a@b", status: .held, since: now.addingTimeInterval(-3600), messageID: "<x@y>", limit: 7))
     }
 

@@ -34,7 +34,7 @@ public enum RelayAdminAPI {
         addRoutes(to: router, backend: backend, clock: { Date() })
     }
 
-    /// - Parameter clock: "now" for relative ages (`since=1h`) and for actions; tests pin it.
+    /// - Parameter clock: "now" for relative ages (`since=1h`), route expiries and the time recorded for actions.
     static func addRoutes(to router: Router<RelayAdminRequestContext>, backend: any RelayAdminBackend, clock: @escaping @Sendable () -> Date) {
         router.get("/healthz") { _, _ in
             try RelayAdminResponse.json(RelayAdminReadiness(status: "ok", reason: nil))

@@ -25,8 +25,11 @@ public enum RelayTraceQueryParsing {
     ]
 
     /// Builds a query from named text values (names as in ``parameterNames``).
-    /// Empty values count as absent. Unknown names are refused so that a
-    /// misspelt filter never silently matches everything.
+    /// An empty text filter (sender, recipient, client, route, message_id,
+    /// queue_id) counts as absent, as an empty form field means; an empty
+    /// status, date, limit or cursor is refused like any other bad value.
+    /// Unknown names are refused so that a misspelt filter never silently
+    /// matches everything.
     public static func query(from parameters: [(name: String, value: String)], now: Date) throws(RelayTraceParameterError) -> RelayTraceQuery {
         var query = RelayTraceQuery()
         var seen: Set<String> = []
@@ -39,7 +42,12 @@ public enum RelayTraceQueryParsing {
                 throw RelayTraceParameterError(parameter: name, reason: "given more than once")
             }
             let value = value.trimmingCharacters(in: .whitespaces)
-            if value.isEmpty { continue }
+            if value.isEmpty {
+                if ["status", "since", "until", "limit", "cursor"].contains(name) {
+                    throw RelayTraceParameterError(parameter: name, reason: "is empty")
+                }
+                continue
+            }
             switch name {
             case "sender": query.sender = value
             case "recipient": query.recipient = value

@@ -22,6 +22,7 @@ extension RelayConfiguration {
         .subtracting([.graphRoutes, .connectorRoutes, .directSendRoutes, .oauthClientCredentials, .dkim])
         .subtracting([.passwordClients, .clientRateLimit])
         .subtracting([.rewriteSender, .rewriteDisplayName, .replyToOriginal])
+        .subtracting([.alerts])
 
     /// One line per configured key that this build parses but ignores, so
     /// that `check-config` and `serve` can say so instead of silently

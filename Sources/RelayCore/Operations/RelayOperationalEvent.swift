@@ -8,8 +8,8 @@ public enum RelayOperationalEvent: Sendable, Hashable {
     case messageReceived(client: String, route: String, size: Int)
     /// A message was refused at ingress (5xx or 4xx after DATA, or a refused MAIL/RCPT).
     case messageRefused(client: String, reason: String)
-    /// A session began (after TLS, if any): its TLS protocol, nil for plaintext.
-    case sessionStarted(client: String, tlsVersion: String?)
+    /// A session ended: the TLS protocol it used (known only after STARTTLS), nil for plaintext.
+    case sessionEnded(client: String, tlsVersion: String?)
     case authFailed(clientAddress: String, username: String?)
     /// An address reached the AUTH failure limit and is locked out.
     case clientLockedOut(clientAddress: String, until: Date)

@@ -217,7 +217,7 @@ public final class RelayAlerts: RelayEventObserver, Service {
             }
         }
         logger.warning("Alert webhook failed twice; alert dropped", metadata: [
-            "alert": "\(alert.key)", "status": "\(alert.status.rawValue)", "webhook": "\(webhookURL)", "error": "\(failure)",
+            "alert": "\(alert.key)", "status": "\(alert.status.rawValue)", "webhook": "\(redactedWebhookURL)", "error": "\(failure)",
         ])
     }
 

@@ -287,7 +287,7 @@ final class RelayIngress: SMTPServerDelegate {
         if facts.rateLimited > 0 { metadata["rate_limited"] = "\(facts.rateLimited)" }
         logger.info("Session ended", metadata: metadata)
         // At the end, since STARTTLS comes after the start: the protocol the session used.
-        observer?.observe(.sessionStarted(client: client?.name ?? "-", tlsVersion: facts.tls?.version))
+        observer?.observe(.sessionEnded(client: client?.name ?? "-", tlsVersion: facts.tls?.version))
     }
 }
 

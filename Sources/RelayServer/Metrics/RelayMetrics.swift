@@ -51,7 +51,7 @@ public final class RelayMetrics: RelayEventObserver, Sendable {
             counter(.messagesReceived, client, route).increment()
         case .messageRefused(let client, let reason):
             counter(.messagesRefused, client, reason).increment()
-        case .sessionStarted(_, let tlsVersion):
+        case .sessionEnded(_, let tlsVersion):
             counter(.sessions, tlsVersion ?? "none").increment()
         case .authFailed:
             counter(.authFailures).increment()
