@@ -28,6 +28,8 @@ public struct RelayConfiguration: Sendable, Hashable {
     public var trace: Trace = Trace()
     /// Log format and level.
     public var logging: Logging = Logging()
+    /// How `doctor` resolves names.
+    public var dns: DNS = DNS()
 
     public init(
         server: Server = Server(),
@@ -74,6 +76,10 @@ extension RelayConfiguration {
         /// `tls`: the certificate for STARTTLS and implicit TLS. Default nil.
         public var tls: TLS?
         public var limits: Limits
+        /// `public_addresses`: the addresses Microsoft sees this relay connect
+        /// from (its NAT's outside address), for the SPF and connector checks
+        /// of `doctor` and `connector-script`. Default: none known.
+        public var publicAddresses: [RelayIPAddress] = []
 
         public init(hostname: String = "localhost", listeners: [Listener] = [], tls: TLS? = nil, limits: Limits = Limits()) {
             self.hostname = hostname
@@ -568,6 +574,18 @@ extension RelayConfiguration {
         /// `keep_bodies`: how long a finished message's content is kept, for
         /// inspection. Default 0: removed once delivered or failed for good.
         public var keepBodies: TimeInterval = 0
+
+        public init() {}
+    }
+
+    /// `dns`: the resolver `doctor` asks (the relay itself resolves nothing:
+    /// Microsoft's endpoints are reached through the system's resolver).
+    public struct DNS: Sendable, Hashable {
+        /// `server`: `host:port` of a DNS server; default nil, the first
+        /// `nameserver` of /etc/resolv.conf. `doctor --dns-server` overrides it.
+        public var server: RelayEndpoint?
+        /// `timeout`: for one query. Default 5 s.
+        public var timeout: TimeInterval = 5
 
         public init() {}
     }

@@ -76,13 +76,13 @@ final class RelayConfigurationDecoder {
         let fields: Fields
         if let root {
             guard let mapping = mapping(root, at: "", keys: [
-                "server", "storage", "clients", "routes", "delivery", "dkim", "admin", "alerts", "trace", "logging",
+                "server", "storage", "clients", "routes", "delivery", "dkim", "admin", "alerts", "trace", "logging", "dns",
             ]) else { return configuration }
             fields = mapping
         } else {
             fields = Fields(decoder: self, path: "", values: [:])
         }
-        if let server = fields.nested("server", keys: ["hostname", "listeners", "tls", "limits"]) {
+        if let server = fields.nested("server", keys: ["hostname", "listeners", "tls", "limits", "public_addresses"]) {
             configuration.server = decodeServer(server)
         }
         if let storage = fields.nested("storage", keys: ["url"], secrets: ["password"]) {
@@ -124,6 +124,10 @@ final class RelayConfigurationDecoder {
             if let value = trace.duration("retention") { configuration.trace.retention = value }
             if let value = trace.duration("keep_bodies", allowZero: true) { configuration.trace.keepBodies = value }
         }
+        if let dns = fields.nested("dns", keys: ["server", "timeout"]) {
+            configuration.dns.server = dns.endpoint("server")
+            if let value = dns.duration("timeout") { configuration.dns.timeout = value }
+        }
         if let logging = fields.nested("logging", keys: ["format", "level"]) {
             if let value: RelayConfiguration.Logging.Format = logging.choice("format") { configuration.logging.format = value }
             if let value = logging.string("level") {
@@ -156,6 +160,15 @@ final class RelayConfigurationDecoder {
             if let value = listener.bool("require_tls") { result.requireTLS = value }
             if let value = listener.bool("allow_plaintext_auth") { result.allowPlaintextAuth = value }
             return result
+        }
+        if let addresses = fields.stringList("public_addresses") {
+            server.publicAddresses = addresses.compactMap { text in
+                guard let address = RelayIPAddress(parsing: text) else {
+                    report(fields.keyPath("public_addresses"), "`\(text)` is not an IPv4 or IPv6 address")
+                    return nil
+                }
+                return address
+            }
         }
         if let tls = fields.nested("tls", keys: ["certificate_file", "min_version"], secrets: ["private_key"]) {
             let certificate = tls.string("certificate_file", required: true)

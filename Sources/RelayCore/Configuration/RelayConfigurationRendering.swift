@@ -62,6 +62,10 @@ extension RelayConfiguration {
             ("retention", Node(RelayConfigurationSyntax.formatDuration(trace.retention))),
             ("keep_bodies", Node(RelayConfigurationSyntax.formatDuration(trace.keepBodies))),
         ])))
+        sections.append(("dns", mapping([
+            ("server", dns.server.map { Node($0.description) }),
+            ("timeout", Node(RelayConfigurationSyntax.formatDuration(dns.timeout))),
+        ])))
         sections.append(("logging", mapping([
             ("format", Node(logging.format.rawValue)),
             ("level", Node(logging.level)),
@@ -88,6 +92,7 @@ extension RelayConfiguration {
                     + secretPairs("private_key", tls.privateKey)
                     + [("min_version", Node(tls.minimumVersion.rawValue, .implicit, .doubleQuoted))])
             }),
+            ("public_addresses", server.publicAddresses.isEmpty ? nil : flowList(server.publicAddresses.map(\.description))),
             ("limits", mapping([
                 ("max_message_size", Node(RelayConfigurationSyntax.formatSize(limits.maxMessageSize))),
                 ("max_recipients", Node(String(limits.maxRecipients))),
