@@ -120,6 +120,29 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
+        // A small DNS client on SwiftNIO (A, AAAA, CNAME, MX, TXT), for `doctor`.
+        .target(
+            name: "RelayDNS",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        // `doctor` (the implementation checklist, the audit), `connector-script`.
+        .target(
+            name: "RelayDoctor",
+            dependencies: [
+                "RelayCore", "RelayDNS", "RelayStorage", "RelayServer", "M365Delivery", "SMTPCore", "SMTPNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         // Composition root: configuration -> services -> ServiceGroup.
         .target(
             name: "RelayServer",
@@ -140,7 +163,7 @@ let package = Package(
         .executableTarget(
             name: "m365-relay",
             dependencies: [
-                "RelayServer", "RelayCore", "RelayStorage", "RelayAdmin", "M365Sandbox",
+                "RelayServer", "RelayCore", "RelayStorage", "RelayAdmin", "RelayDoctor", "M365Sandbox",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -180,6 +203,20 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "RelayDNSTests",
+            dependencies: ["RelayDNS", "RelayTestSupport", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "RelayDoctorTests",
+            dependencies: [
+                "RelayDoctor", "RelayDNS", "RelayCore", "RelayServer", "M365Sandbox", "RelayTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "X509", package: "swift-certificates"),
             ],
             swiftSettings: strict),
         .testTarget(

@@ -1,0 +1,1 @@
+// The DNS client's tests (against a local dnslib server) land here.
