@@ -94,7 +94,7 @@ struct Serve: AsyncParsableCommand {
         for warning in configuration.warnings {
             logger.warning("\(warning)")
         }
-        let application = try await RelayApplication.start(configuration: configuration, logger: logger)
+        let application = try await RelayApplication.start(configuration: configuration, configurationPath: config, logger: logger)
         let listening = application.smtpAddresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ", ")
         if config == nil {
             let data = (dataDirectory as NSString).expandingTildeInPath

@@ -39,11 +39,18 @@ public final class RelayApplication: Sendable {
     private let logger: Logger
     /// The certificate the TLS listeners present; nil without `server.tls`.
     private let serverTLS: RelayServerTLS?
+    /// The client rules every listener reads; a reload replaces them.
+    private let ingressSecurity: RelayIngressSecurity?
+    /// The file the configuration came from, for SIGHUP's reload; nil when built in code.
+    public let configurationPath: String?
 
     private init(configuration: RelayConfiguration, smtpAddresses: [SocketAddress], sandbox: M365Sandbox?, store: SQLiteQueueStore,
                  delivery: RelayDeliveryService, routes: RelayRouteTransports, serviceGroup: ServiceGroup, logger: Logger,
-                 serverTLS: RelayServerTLS?, metrics: RelayMetrics, alerts: RelayAlerts?, adminAddress: RelayEndpoint?) {
+                 serverTLS: RelayServerTLS?, metrics: RelayMetrics, alerts: RelayAlerts?, adminAddress: RelayEndpoint?,
+                 ingressSecurity: RelayIngressSecurity?, configurationPath: String?) {
         self.serverTLS = serverTLS
+        self.ingressSecurity = ingressSecurity
+        self.configurationPath = configurationPath
         self.metrics = metrics
         self.alerts = alerts
         self.adminAddress = adminAddress
@@ -60,9 +67,11 @@ public final class RelayApplication: Sendable {
     /// The SMTP port of the first listener, for tests and the start message.
     public var smtpPort: Int { smtpAddresses.first?.port ?? 0 }
 
+    /// - Parameter configurationPath: the file `configuration` was read from; SIGHUP and
+    ///   ``reloadConfiguration()`` read it again to apply changed `clients`.
     public static func start(
-        configuration: RelayConfiguration, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        handleSignals: Bool = true
+        configuration: RelayConfiguration, configurationPath: String? = nil, logger: Logger,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, handleSignals: Bool = true
     ) async throws(RelayStartupError) -> RelayApplication {
         // DKIM keys before anything opens: a bad key file is a reason not to start.
         let dkim = try RelayDKIMKeys.signer(for: configuration.dkim, logger: logger)
@@ -173,10 +182,12 @@ public final class RelayApplication: Sendable {
         var servers: [SMTPServer] = []
         var addresses: [SocketAddress] = []
         var serverTLS: RelayServerTLS?
+        var securityForReload: RelayIngressSecurity?
         do {
             serverTLS = try configuration.server.tls.map { tls throws(RelayStartupError) in try RelayServerTLS(settings: tls) }
             let tlsContext = serverTLS?.context
             let ingressSecurity = RelayIngressSecurity(configuration: configuration)
+            securityForReload = ingressSecurity
             for listener in configuration.server.listeners {
                 let security: SMTPListener.Security
                 switch listener.tls {
@@ -189,7 +200,7 @@ public final class RelayApplication: Sendable {
                     security = .implicitTLS(tlsContext)
                 }
                 let ingress = RelayIngress(
-                    configuration: configuration, listener: listener, store: store, security: ingressSecurity, logger: ingressLogger,
+                    listener: listener, store: store, security: ingressSecurity, logger: ingressLogger,
                     observer: observer, wakeDelivery: { [delivery] in delivery.wake() })
                 let configured = configuration.server.limits
                 var limits = SMTPConnectionLimits()
@@ -233,8 +244,13 @@ public final class RelayApplication: Sendable {
         services += servers.map { SMTPIngressService(server: $0) }
         // Last, so that graceful shutdown ends it first. SIGHUP is trapped from here on.
         let reloader = RelayTLSReloader(serverTLS: serverTLS, logger: ingressLogger)
+        let clientReloader = RelayClientReloader(
+            running: configuration, path: configurationPath, security: securityForReload, logger: logger)
         if handleSignals {
-            services.append(await RelayReloadSignalService { reloader.reloadLogging() })
+            services.append(await RelayReloadSignalService {
+                reloader.reloadLogging()
+                clientReloader.reloadLogging()
+            })
         }
         let serviceGroup = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
@@ -243,7 +259,8 @@ public final class RelayApplication: Sendable {
         return RelayApplication(
             configuration: configuration, smtpAddresses: addresses, sandbox: sandbox?.instance, store: store,
             delivery: delivery, routes: routes, serviceGroup: serviceGroup, logger: logger, serverTLS: serverTLS,
-            metrics: metrics, alerts: alerts, adminAddress: adminAddress)
+            metrics: metrics, alerts: alerts, adminAddress: adminAddress,
+            ingressSecurity: securityForReload, configurationPath: configurationPath)
     }
 
     /// Serves until SIGTERM or SIGINT (or `cancel` of the calling task), then shuts down in order.
@@ -257,6 +274,17 @@ public final class RelayApplication: Sendable {
     /// Starts the same orderly shutdown as SIGTERM.
     public func shutdown() async {
         await serviceGroup.triggerGracefulShutdown()
+    }
+
+    /// Reads the configuration file again, as SIGHUP does, and applies its
+    /// `clients`: new sessions use the new rules (a group of devices moves from
+    /// a `sandbox` dry-run route to the tenant with one changed `route:` line).
+    /// Other sections need a restart; the result names those that changed.
+    /// An invalid file, or a client on a route the running relay does not
+    /// have, changes nothing and throws the reason.
+    @discardableResult
+    public func reloadConfiguration() throws(RelayStartupError) -> RelayClientReloader.Outcome {
+        try RelayClientReloader(running: configuration, path: configurationPath, security: ingressSecurity, logger: logger).reload()
     }
 
     /// Reads `server.tls`'s certificate and key again, as SIGHUP does: new

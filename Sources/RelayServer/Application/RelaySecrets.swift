@@ -4,8 +4,8 @@ import RelayCore
 /// Reads secrets from where the configuration points: a file (one trailing
 /// newline is not part of the secret) or an environment variable. Errors name
 /// the source, never the value.
-enum RelaySecrets {
-    static func read(_ source: RelaySecretSource) throws(RelayStartupError) -> String {
+public enum RelaySecrets {
+    public static func read(_ source: RelaySecretSource) throws(RelayStartupError) -> String {
         switch source {
         case .file(let path):
             guard let data = FileManager.default.contents(atPath: path), var text = String(data: data, encoding: .utf8) else {

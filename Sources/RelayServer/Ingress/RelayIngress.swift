@@ -10,7 +10,8 @@ import SMTPNIO
 /// Connects the SMTP server to the relay: which client a connection is,
 /// what its session allows, and how a message becomes a queued one.
 final class RelayIngress: SMTPServerDelegate {
-    private let configuration: RelayConfiguration
+    /// The rules in force, reloadable (see RelayIngressSecurity); read once per use.
+    private var configuration: RelayConfiguration { security.configuration }
     private let listener: RelayConfiguration.Listener
     private let store: any RelayQueueStore
     private let logger: Logger
@@ -24,12 +25,11 @@ final class RelayIngress: SMTPServerDelegate {
     private let observer: (any RelayEventObserver)?
 
     init(
-        configuration: RelayConfiguration, listener: RelayConfiguration.Listener, store: any RelayQueueStore,
+        listener: RelayConfiguration.Listener, store: any RelayQueueStore,
         security: RelayIngressSecurity, logger: Logger, now: @escaping @Sendable () -> Date = Date.init,
         observer: (any RelayEventObserver)? = nil, wakeDelivery: @escaping @Sendable () -> Void
     ) {
         self.observer = observer
-        self.configuration = configuration
         self.listener = listener
         self.store = store
         self.security = security
@@ -52,6 +52,8 @@ final class RelayIngress: SMTPServerDelegate {
     static let verifierBusy = SMTPReply(454, .init(4, 7, 0), "Temporary authentication failure, try again later")
 
     func sessionConfiguration(for connection: SMTPConnectionInfo) -> SMTPServerSession.Configuration {
+        // One snapshot for the whole session: a reload applies to the next one.
+        let configuration = self.configuration
         let limits = configuration.server.limits
         var smtpLimits = SMTPServerLimits()
         smtpLimits.maxMessageSize = limits.maxMessageSize
@@ -103,7 +105,7 @@ final class RelayIngress: SMTPServerDelegate {
             }
             return nil
         }
-        let relayConfiguration = self.configuration
+        let relayConfiguration = configuration
         session.recipientCheck = { recipient in
             guard let client = state.client else { return Self.authenticationRequired }
             guard RelayAddressPattern.matches(recipient.address, anyOf: relayConfiguration.recipientPatterns(for: client)) else {
@@ -217,6 +219,7 @@ final class RelayIngress: SMTPServerDelegate {
     // MARK: Messages
 
     func openMessage(envelope: SMTPSessionEnvelope, connection: SMTPConnectionInfo) throws -> any SMTPMessageSink {
+        let configuration = self.configuration
         guard let state = connections.withLockedValue({ $0[connection] }), let address = state.address else {
             throw RelayStorageError(.io, "no client")
         }

@@ -8,11 +8,14 @@ import RelayCore
 /// reconnects (AUTH failures and lockouts, message rates), and the password
 /// hashes of the `auth: password` clients.
 final class RelayIngressSecurity: Sendable {
-    let configuration: RelayConfiguration
+    /// The client rules in force: the start's, until a reload replaces them
+    /// (``reload(configuration:)``). Sessions take a snapshot when they start.
+    var configuration: RelayConfiguration { rules.withLockedValue { $0.configuration } }
     private let now: @Sendable () -> Date
-    /// Password hash per username, read once at start; a problem is kept so
-    /// that the AUTH that needs it can be logged and refused.
-    private let credentials: [String: Result<RelayPasswordHash, CredentialProblem>]
+    /// The configuration with the password hash per username, read at start
+    /// and at each reload; a problem is kept so that the AUTH that needs it
+    /// can be logged and refused.
+    private let rules: NIOLockedValueBox<(configuration: RelayConfiguration, credentials: [String: Result<RelayPasswordHash, CredentialProblem>])>
     private let lockout: NIOLockedValueBox<RelayAuthLockout<RelayIPAddress>>
     private let rates = NIOLockedValueBox(RelayRateLimiter<String>())
     /// scrypt runs here, one check at a time: never on an event loop, never on
@@ -31,8 +34,22 @@ final class RelayIngressSecurity: Sendable {
     }
 
     init(configuration: RelayConfiguration, now: @escaping @Sendable () -> Date = Date.init) {
-        self.configuration = configuration
         self.now = now
+        rules = NIOLockedValueBox((configuration, Self.readCredentials(configuration)))
+        let limits = configuration.server.limits
+        lockout = NIOLockedValueBox(RelayAuthLockout(policy: .init(
+            maxFailures: limits.authFailures, window: limits.authLockout, lockout: limits.authLockout)))
+    }
+
+    /// New client rules (a configuration reload): new sessions use them; the
+    /// lockouts and rates remembered so far stay.
+    func reload(configuration: RelayConfiguration) {
+        let credentials = Self.readCredentials(configuration)
+        rules.withLockedValue { $0 = (configuration, credentials) }
+        credentialProblemsReported.withLockedValue { $0 = false }
+    }
+
+    private static func readCredentials(_ configuration: RelayConfiguration) -> [String: Result<RelayPasswordHash, CredentialProblem>] {
         var credentials: [String: Result<RelayPasswordHash, CredentialProblem>] = [:]
         for client in configuration.clients where client.auth == .password {
             guard let username = client.username else { continue }
@@ -46,16 +63,13 @@ final class RelayIngressSecurity: Sendable {
                 credentials[username] = .failure(CredentialProblem(description: "\(error)"))
             }
         }
-        self.credentials = credentials
-        let limits = configuration.server.limits
-        lockout = NIOLockedValueBox(RelayAuthLockout(policy: .init(
-            maxFailures: limits.authFailures, window: limits.authLockout, lockout: limits.authLockout)))
+        return credentials
     }
 
     /// Password clients whose hash could not be read or parsed, with why
     /// (never the hash).
     var credentialProblems: [(username: String, problem: String)] {
-        credentials.compactMap { username, result in
+        rules.withLockedValue { $0.credentials }.compactMap { username, result in
             if case .failure(let problem) = result { (username, problem.description) } else { nil }
         }.sorted { $0.username < $1.username }
     }
@@ -118,6 +132,7 @@ final class RelayIngressSecurity: Sendable {
     func verify(username: String?, password: [UInt8]) async -> Verification {
         let hash: RelayPasswordHash
         var problem: String?
+        let credentials = rules.withLockedValue { $0.credentials }
         switch username.flatMap({ credentials[$0] }) {
         case .success(let stored)?: hash = stored
         case .failure(let error)?:

@@ -10,8 +10,8 @@ import SMTPCore
 
 /// Builds one transport per route from the configuration, with the OAuth
 /// token providers and HTTP clients they share.
-struct RelayRouteTransports: Sendable {
-    var transports: [String: any RelayTransport] = [:]
+public struct RelayRouteTransports: Sendable {
+    public var transports: [String: any RelayTransport] = [:]
     /// Token providers, one per app registration (tenant, client id, credential, login host).
     var tokenProviders: [M365TokenProvider] = []
     /// Each route's token provider, when it has one (for token expiry in the API and metrics).
@@ -33,8 +33,15 @@ struct RelayRouteTransports: Sendable {
         return built
     }
 
+    /// The transports of routes that reach Microsoft 365 (or a sandbox) over
+    /// the network, as `serve` builds them; for `doctor --send-test`. A
+    /// `sandbox` route needs the embedded sandbox and is refused here.
+    public static func make(configuration: RelayConfiguration, group: any EventLoopGroup, logger: Logger) throws -> RelayRouteTransports {
+        try make(configuration: configuration, sandbox: nil, group: group, logger: logger)
+    }
+
     /// Stops token refreshes and HTTP clients (after delivery has stopped).
-    func shutdown() async {
+    public func shutdown() async {
         for provider in tokenProviders { await provider.shutdown() }
         for client in httpClients { try? await client.shutdown() }
     }
