@@ -231,8 +231,12 @@ public struct M365QuotaGovernor: Sendable {
             return .tooManyRecipients(maximum: paced)
         }
 
-        let known = mailboxes[key] != nil
-        var state = mailboxes[key] ?? MailboxState(limits: limits)
+        // Taken out of the dictionary, not copied: with the dictionary still
+        // holding it, each change to a window would copy the whole window
+        // (24 hours of entries for recipients per day) for every message.
+        let stored = mailboxes.removeValue(forKey: key)
+        let known = stored != nil
+        var state = stored ?? MailboxState(limits: limits)
         state.prune(now: now, recoveryInterval: recoveryInterval, concurrencyQuota: limits.concurrency)
 
         var until: Date?
@@ -274,7 +278,12 @@ public struct M365QuotaGovernor: Sendable {
     /// nothing. With `.notSubmitted` its message, recipients and requests are
     /// taken out of the windows again.
     public mutating func finished(_ ticket: Ticket, outcome: Outcome = .submitted, now: Date) {
-        guard var state = mailboxes[ticket.mailbox], state.inFlight.remove(ticket.id) != nil else { return }
+        // Taken out, not copied (see `request`).
+        guard var state = mailboxes.removeValue(forKey: ticket.mailbox) else { return }
+        guard state.inFlight.remove(ticket.id) != nil else {
+            mailboxes[ticket.mailbox] = state
+            return
+        }
         if outcome == .notSubmitted {
             state.messages?.refund(1, at: ticket.issuedAt)
             state.recipients?.refund(ticket.recipients, at: ticket.issuedAt)
@@ -300,7 +309,7 @@ public struct M365QuotaGovernor: Sendable {
     /// - SeeAlso: M365.md, Replies to classify (`432 4.3.2`), Graph `Retry-After`
     public mutating func throttled(mailbox: String, retryAfter: TimeInterval?, now: Date) {
         let key = Self.key(for: mailbox)
-        var state = mailboxes[key] ?? MailboxState(limits: limits)
+        var state = mailboxes.removeValue(forKey: key) ?? MailboxState(limits: limits)
         state.prune(now: now, recoveryInterval: recoveryInterval, concurrencyQuota: limits.concurrency)
         let current = state.concurrencyLimit(now: now, recoveryInterval: recoveryInterval, quota: limits.concurrency)
             ?? max(state.inFlight.count, 1)
@@ -315,7 +324,7 @@ public struct M365QuotaGovernor: Sendable {
     /// pause already in place.
     public mutating func pause(mailbox: String, until: Date) {
         let key = Self.key(for: mailbox)
-        var state = mailboxes[key] ?? MailboxState(limits: limits)
+        var state = mailboxes.removeValue(forKey: key) ?? MailboxState(limits: limits)
         state.extendPause(until: until)
         mailboxes[key] = state
     }
@@ -330,7 +339,7 @@ public struct M365QuotaGovernor: Sendable {
     @discardableResult
     public mutating func recipientQuotaExhausted(mailbox: String, now: Date, probeInterval: TimeInterval = 3600) -> Date {
         let key = Self.key(for: mailbox)
-        var state = mailboxes[key] ?? MailboxState(limits: limits)
+        var state = mailboxes.removeValue(forKey: key) ?? MailboxState(limits: limits)
         state.prune(now: now, recoveryInterval: recoveryInterval, concurrencyQuota: limits.concurrency)
         let until = state.recipients?.oldestExpiry ?? now.addingTimeInterval(max(probeInterval, 1))
         state.extendPause(until: until)
@@ -348,7 +357,7 @@ public struct M365QuotaGovernor: Sendable {
     public mutating func prune(now: Date) {
         callsSinceSweep = 0
         for key in Array(mailboxes.keys) {
-            guard var state = mailboxes[key] else { continue }
+            guard var state = mailboxes.removeValue(forKey: key) else { continue }
             state.prune(now: now, recoveryInterval: recoveryInterval, concurrencyQuota: limits.concurrency)
             mailboxes[key] = state.isIdle(now: now) ? nil : state
         }
