@@ -207,7 +207,10 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "RelayDNSTests",
-            dependencies: ["RelayDNS", "RelayTestSupport", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "RelayDNS", "RelayTestSupport", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "RelayDoctorTests",

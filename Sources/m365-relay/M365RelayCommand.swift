@@ -13,7 +13,7 @@ struct M365RelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "m365-relay",
         abstract: "An SMTP relay that delivers mail through Microsoft 365.",
-        subcommands: [Serve.self, CheckConfig.self, Sandbox.self, HashPassword.self, QueueCommand.self, TraceCommand.self])
+        subcommands: [Serve.self, CheckConfig.self, DoctorCommand.self, ConnectorScriptCommand.self, Sandbox.self, HashPassword.self, QueueCommand.self, TraceCommand.self])
 
     /// Exit codes of PRODUCT.md: 0 success, 1 a check failed, 2 usage error, 3 could not start.
     static func main() async {

@@ -70,7 +70,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
         // An embedded queue belongs to one process: a second relay on the same
         // file would deliver its messages twice.
         let lock = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-        guard lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+        guard lock >= 0, Self.lockExclusively(lock) else {
             if lock >= 0 { Glibc.close(lock) }
             throw RelayStorageError(.unreachable, "the queue \(path) is in use by another m365-relay process")
         }
@@ -122,6 +122,19 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
     deinit {
         close()
+    }
+
+    /// `flock` without waiting, tried a few times over half a second: a child
+    /// process forked meanwhile holds a copy of a just-closed lock until it
+    /// execs (O_CLOEXEC closes it only then), which must not look like a
+    /// second relay. A relay that really runs holds it throughout.
+    private static func lockExclusively(_ descriptor: Int32) -> Bool {
+        for attempt in 0..<10 {
+            if flock(descriptor, LOCK_EX | LOCK_NB) == 0 { return true }
+            guard errno == EWOULDBLOCK || errno == EINTR, attempt < 9 else { return false }
+            usleep(50_000)
+        }
+        return false
     }
 
     /// Stops the I/O threads and closes the database. Calls after this fail.

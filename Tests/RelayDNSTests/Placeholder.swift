@@ -1,1 +1,0 @@
-// The DNS client's tests (against a local dnslib server) land here.
