@@ -40,29 +40,37 @@ public struct ExternalProcess {
         let outPath = directory.file("stdout"), errPath = directory.file("stderr")
         FileManager.default.createFile(atPath: outPath, contents: nil)
         FileManager.default.createFile(atPath: errPath, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        let input = Pipe()
-        process.standardInput = input
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { finished in continuation.resume(returning: finished.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(throwing: error)
-                return
-            }
-            if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-            try? input.fileHandleForWriting.close()
-            let pid = process.processIdentifier
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
-                if process.isRunning { kill(pid, SIGKILL) }
+        let output = open(outPath, O_WRONLY | O_CLOEXEC)
+        let errors = open(errPath, O_WRONLY | O_CLOEXEC)
+        var input: [Int32] = [-1, -1]
+        defer {
+            for descriptor in [output, errors, input[0], input[1]] where descriptor >= 0 { close(descriptor) }
+        }
+        guard output >= 0, errors >= 0, pipe(&input) == 0 else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "cannot prepare the output files of \(executable)"])
+        }
+        // Not inherited by other children started meanwhile.
+        for descriptor in input { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
+        // posix_spawn, not Foundation's Process: see SpawnedProcess.
+        let child = try SpawnedProcess(executable, arguments, stdin: input[0], stdout: output, stderr: errors)
+        close(input[0])
+        input[0] = -1
+        if let stdin {
+            let bytes = Array(stdin.utf8)
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes[offset...].withUnsafeBytes { Glibc.write(input[1], $0.baseAddress, $0.count) }
+                if written <= 0 { break }
+                offset += written
             }
         }
+        close(input[1])
+        input[1] = -1
+        let pid = child.pid
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+            if child.isRunning { kill(pid, SIGKILL) }
+        }
+        let status = await child.wait()
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
         return Result(status: status, stdout: out, stderr: err)
