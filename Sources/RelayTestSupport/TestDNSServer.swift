@@ -42,17 +42,28 @@ public struct TestDNSServer: Sendable {
             "servfail": servfail.map(normalised), "truncate": truncatedOverUDP.map(normalised),
         ])
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ExternalProcess.python)
-        process.arguments = ["-c", script, String(decoding: arguments, as: UTF8.self)]
         // Output goes to files, polled below, so that waiting for "ready" blocks no thread.
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        let output = open(outPath, O_WRONLY | O_CLOEXEC)
+        let errors = open(errPath, O_WRONLY | O_CLOEXEC)
+        defer { for descriptor in [output, errors] where descriptor >= 0 { close(descriptor) } }
         // The server exits when this pipe reaches end of file: when stop() closes it, or when this process dies.
-        let input = Pipe()
-        process.standardInput = input
-        try process.run()
-        let server = ServerProcess(process: process, input: input, directory: directory, logFile: logFile)
+        var input: [Int32] = [-1, -1]
+        guard output >= 0, errors >= 0, pipe(&input) == 0 else {
+            throw StartFailed(description: "the test DNS server: cannot open its output files or its input pipe")
+        }
+        for descriptor in input { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
+        // posix_spawn, not Foundation's Process (see SpawnedProcess).
+        let process: SpawnedProcess
+        do {
+            process = try SpawnedProcess(
+                ExternalProcess.python, ["-c", script, String(decoding: arguments, as: UTF8.self)], stdin: input[0], stdout: output, stderr: errors)
+        } catch {
+            close(input[0])
+            close(input[1])
+            throw error
+        }
+        close(input[0])
+        let server = ServerProcess(process: process, input: input[1], directory: directory, logFile: logFile)
 
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
@@ -65,7 +76,7 @@ public struct TestDNSServer: Sendable {
                 if err.contains("No module named 'dnslib'") {
                     throw StartFailed(description: "the test DNS server needs python3's dnslib, which is missing: run scripts/test.sh (or `python3 -m pip install dnslib`)")
                 }
-                throw StartFailed(description: "the test DNS server exited with status \(process.terminationStatus): \(err.suffix(2000))")
+                throw StartFailed(description: "the test DNS server exited with status \(process.exitStatus ?? -1): \(err.suffix(2000))")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -97,14 +108,15 @@ public struct TestDNSServer: Sendable {
     }
 
     private final class ServerProcess: @unchecked Sendable {
-        let process: Process
-        let input: Pipe
+        let process: SpawnedProcess
+        /// The write end of the server's stdin.
+        let input: Int32
         let directory: TemporaryDirectory
         let logFile: String
         private let lock = NSLock()
         private var stopped = false
 
-        init(process: Process, input: Pipe, directory: TemporaryDirectory, logFile: String) {
+        init(process: SpawnedProcess, input: Int32, directory: TemporaryDirectory, logFile: String) {
             self.process = process
             self.input = input
             self.directory = directory
@@ -116,8 +128,8 @@ public struct TestDNSServer: Sendable {
             defer { lock.unlock() }
             guard !stopped else { return }
             stopped = true
-            try? input.fileHandleForWriting.close()
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            close(input)
+            process.signal(SIGKILL)
         }
 
         deinit { stop() }

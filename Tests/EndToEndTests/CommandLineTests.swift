@@ -8,21 +8,13 @@ import Testing
 /// Unlike ``RelayChildProcess`` it never blocks the caller: exits are awaited
 /// by polling, so a test on the cooperative pool stays responsive.
 final class RelayCommandProcess: @unchecked Sendable {
-    let process = Process()
+    /// posix_spawn, not Foundation's Process (see SpawnedProcess in RelayTestSupport).
+    let process: SpawnedProcess
     private let output = TemporaryDirectory("relay-cli-output")
 
     init(_ arguments: [String], workingDirectory: String? = nil) throws {
-        process.executableURL = URL(fileURLWithPath: try Self.binary())
-        process.arguments = arguments
-        if let workingDirectory {
-            process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory, isDirectory: true)
-        }
-        _ = FileManager.default.createFile(atPath: output.file("stdout"), contents: nil)
-        _ = FileManager.default.createFile(atPath: output.file("stderr"), contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output.file("stdout")))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: output.file("stderr")))
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        process = try SpawnedProcess(
+            try Self.binary(), arguments, stdoutFile: output.file("stdout"), stderrFile: output.file("stderr"), workingDirectory: workingDirectory)
     }
 
     /// `M365_RELAY_BINARY` when set (to run these tests against another
@@ -32,7 +24,7 @@ final class RelayCommandProcess: @unchecked Sendable {
         return try RelayChildProcess.binary()
     }
 
-    var pid: Int32 { process.processIdentifier }
+    var pid: Int32 { process.pid }
     var isRunning: Bool { process.isRunning }
     var stdout: String { (try? String(contentsOfFile: output.file("stdout"), encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: output.file("stderr"), encoding: .utf8)) ?? "" }
@@ -41,18 +33,18 @@ final class RelayCommandProcess: @unchecked Sendable {
     /// still running after `timeout` or was ended by a signal.
     func exitStatus(timeout: TimeInterval = 30) async -> Int32? {
         guard await eventually(timeout: timeout, { !process.isRunning }) else { return nil }
-        return process.terminationReason == .exit ? process.terminationStatus : nil
+        return process.endedBySignal ? nil : process.exitStatus
     }
 
     /// SIGTERM, then the exit status (nil: still running after `timeout`, or killed by a signal).
     func terminate(timeout: TimeInterval = 30) async -> Int32? {
-        if process.isRunning { process.terminate() }
+        process.signal(SIGTERM)
         return await exitStatus(timeout: timeout)
     }
 
     deinit {
         // A failed test must not leave a relay behind holding a port.
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.signal(SIGKILL)
     }
 }
 

@@ -7,33 +7,28 @@ import Testing
 
 /// The relay as a child process, so that it can be killed with SIGKILL.
 final class RelayChildProcess {
-    let process = Process()
+    /// posix_spawn, not Foundation's Process (see SpawnedProcess in RelayTestSupport).
+    let process: SpawnedProcess
     let logFile: String
 
     init(configuration: String, log: String) throws {
         logFile = log
         FileManager.default.createFile(atPath: log, contents: nil)
-        process.executableURL = URL(fileURLWithPath: try Self.binary())
-        process.arguments = ["serve", "--config", configuration, "--log-level", "debug"]
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        handle.seekToEndOfFile()
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        process = try SpawnedProcess(
+            try Self.binary(), ["serve", "--config", configuration, "--log-level", "debug"], stdoutFile: log, stderrFile: log)
     }
 
     var log: String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
 
     func kill() {
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.signal(SIGKILL)
+        _ = process.waitUntilExit()
     }
 
     /// SIGTERM, then the exit status.
     func terminate() -> Int32 {
-        process.terminate()
-        process.waitUntilExit()
-        return process.terminationStatus
+        process.signal(SIGTERM)
+        return process.waitUntilExit()
     }
 
     /// The `m365-relay` executable next to the test bundle (both are built by `swift test`).

@@ -95,8 +95,8 @@ struct ObservabilityEndToEndTests {
         let browser = try await ExternalProcess.run(ExternalProcess.python, [
             script, "--base-url", base, "--sender", Self.sender, "--expect-messages", "2",
             "--expect-delivered", "2", "--expect-deferred", "1", "--expect-failed", "0",
-            "--expect-event", "received", "--expect-event", "delivered",
-        ], timeout: 90)
+            "--expect-event", "received", "--expect-event", "delivered", "--timeout", "45",
+        ], timeout: 150)
         #expect(browser.status == 0, "dashboard_check.py: \(browser.stderr)\n\(browser.stdout)")
 
         // 6. Microsoft refuses the route's set-up: the route pauses and the webhook hears it;

@@ -129,7 +129,7 @@ struct PhasedRolloutTests {
         #expect(await eventually(timeout: 30) { relay.log.contains("route=dry-run") }, "\(relay.log)")
 
         _ = try directory.write("relay.yaml", configuration(route: "pilot"))
-        kill(relay.process.processIdentifier, SIGHUP)
+        relay.process.signal(SIGHUP)
         #expect(await eventually(timeout: 30) { relay.log.contains("Configuration reloaded") }, "\(relay.log)")
         _ = try await sendWithPython(port: port, from: "scanner@contoso.com", to: ["desk@contoso.com"], content: content)
         #expect(await eventually(timeout: 30) { relay.log.contains("route=pilot") }, "\(relay.log)")

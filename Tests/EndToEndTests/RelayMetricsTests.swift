@@ -383,23 +383,22 @@ private func runTool(_ executable: String, _ arguments: [String], input: String)
     return try await offCooperativePool {
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inputPath))
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
-        try process.run()
+        // posix_spawn, not Foundation's Process (see SpawnedProcess in RelayTestSupport).
+        let input = open(inputPath, O_RDONLY | O_CLOEXEC)
+        let output = open(stdoutPath, O_WRONLY | O_CLOEXEC)
+        let errors = open(stderrPath, O_WRONLY | O_CLOEXEC)
+        defer { for descriptor in [input, output, errors] where descriptor >= 0 { close(descriptor) } }
+        let process = try SpawnedProcess(executable, arguments, stdin: input, stdout: output, stderr: errors)
         let deadline = Date().addingTimeInterval(60)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+            process.signal(SIGKILL)
+            _ = process.waitUntilExit()
             throw ToolTimeout(executable: executable)
         }
         let stdout = (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? ""
         let stderr = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
-        return ToolResult(status: process.terminationStatus, stdout: stdout, output: stdout + stderr)
+        return ToolResult(status: process.exitStatus ?? -1, stdout: stdout, output: stdout + stderr)
     }
 }
 

@@ -18,7 +18,7 @@ struct DashboardBrowserTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let script = packageRoot.appendingPathComponent("Tests/Browser/dashboard_check.py").path
 
-    @Test("Chromium finds the chart, the messages by sender and a timeline, and holds a queued message", .timeLimit(.minutes(1)))
+    @Test("Chromium finds the chart, the messages by sender and a timeline, and holds a queued message", .timeLimit(.minutes(3)))
     func browser() async throws {
         for program in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
             try #require(FileManager.default.isExecutableFile(atPath: program), "\(program) is missing: apt-get install chromium chromium-driver")
@@ -34,11 +34,11 @@ struct DashboardBrowserTests {
                 "--sender", DashboardFixture.deliveredSender, "--expect-messages", "\(fixture.delivered.count)",
                 "--expect-delivered", "\(totals.delivered)", "--expect-deferred", "\(totals.deferred)", "--expect-failed", "\(totals.failed)",
                 "--expect-event", "attempt", "--expect-event", "delivered",
-                "--hold-sender", DashboardFixture.queuedSender, "--timeout", "15",
+                "--hold-sender", DashboardFixture.queuedSender, "--timeout", "45",
             ]
             if let screenshots { arguments += ["--screenshots", screenshots] }
             // The script waits on its own bounded steps; this bounds the whole run.
-            return try await ExternalProcess.run(ExternalProcess.python, arguments, timeout: 45)
+            return try await ExternalProcess.run(ExternalProcess.python, arguments, timeout: 150)
         }
         #expect(report.status == 0, "dashboard_check.py failed (\(report.status)): \(report.stderr)\n\(report.stdout)")
         let line = report.stdout.split(separator: "\n").last.map(String.init) ?? ""

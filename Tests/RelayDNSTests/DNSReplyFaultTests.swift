@@ -153,7 +153,8 @@ struct DNSReplyFaultTests {
         let started = ContinuousClock.now
         let error = await #expect(throws: RelayDNSError.self) { try await client.lookup("contoso.com", .mx) }
         let elapsed = ContinuousClock.now - started
-        #expect(elapsed >= .milliseconds(600) && elapsed < .seconds(5))
+        // An upper bound for a loaded 2-core CI machine, not a performance claim.
+        #expect(elapsed >= .milliseconds(600) && elapsed < .seconds(90))
         #expect(error?.reason.contains("no reply within 300 ms (2 attempts)") == true)
         #expect(error?.reason.contains("127.0.0.1:\(responder.port)") == true)
         // Two queries, with different ids.
