@@ -10,11 +10,7 @@ struct DoctorCommand: AsyncParsableCommand {
         commandName: "doctor",
         abstract: "Prove each step of the implementation checklist: configuration, DNS, connectivity, authentication, the connector, a test message, this host.")
 
-    @Option(name: .shortAndLong, help: "Configuration file (YAML). Default: ./m365-relay.yaml if it exists, else the built-in sandbox setup.")
-    var config: String?
-
-    @Option(help: "Data directory of the built-in sandbox setup (ignored with --config).")
-    var dataDirectory: String = "m365-relay-data"
+    @OptionGroup var access: RelayAccessOptions
 
     @Option(name: .customLong("domain"), help: "A sender domain to check in DNS (repeatable). Default: the domains the configuration sends from.")
     var domains: [String] = []
@@ -59,13 +55,12 @@ struct DoctorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let defaultFile = "m365-relay.yaml"
-        let path = config ?? (FileManager.default.fileExists(atPath: defaultFile) ? defaultFile : nil)
         var options: RelayDoctor.Options
-        if let path {
+        if let path = access.configurationFile {
+            // The doctor reports an invalid file as its first row instead of stopping.
             options = RelayDoctor.Options(configurationFile: path)
         } else {
-            options = RelayDoctor.Options(configuration: .success(.builtInSandbox(dataDirectory: dataDirectory)), configurationPath: nil)
+            options = RelayDoctor.Options(configuration: .success(.builtInSandbox(dataDirectory: access.dataDirectory)), configurationPath: nil)
         }
         options.domains = domains.map { $0.lowercased() }
         options.dnsServer = dnsServer.flatMap(RelayEndpoint.init(parsing:))

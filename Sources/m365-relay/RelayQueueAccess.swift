@@ -27,7 +27,7 @@ struct RelayCommandFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// `--config` / `--data-directory`, shared by `queue` and `trace`.
+/// `--config` / `--data-directory`, shared by `queue`, `trace`, `doctor` and `connector-script`.
 struct RelayAccessOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "Configuration file (YAML). Default: ./m365-relay.yaml if it exists, else the built-in sandbox setup.")
     var config: String?
@@ -37,9 +37,13 @@ struct RelayAccessOptions: ParsableArguments {
 
     static let defaultConfigurationFile = "m365-relay.yaml"
 
+    /// The file to read: `--config`, else `./m365-relay.yaml` if it exists; nil means the built-in sandbox setup.
+    var configurationFile: String? {
+        config ?? (FileManager.default.fileExists(atPath: Self.defaultConfigurationFile) ? Self.defaultConfigurationFile : nil)
+    }
+
     func loadConfiguration() throws(RelayCommandFailure) -> RelayConfiguration {
-        let path = config ?? (FileManager.default.fileExists(atPath: Self.defaultConfigurationFile) ? Self.defaultConfigurationFile : nil)
-        guard let path else { return RelayConfiguration.builtInSandbox(dataDirectory: dataDirectory) }
+        guard let path = configurationFile else { return RelayConfiguration.builtInSandbox(dataDirectory: dataDirectory) }
         do {
             return try RelayConfiguration.load(path: path)
         } catch {

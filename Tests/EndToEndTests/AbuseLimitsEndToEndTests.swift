@@ -217,7 +217,9 @@ struct AbuseLimitsEndToEndTests {
             """#, [String(relay.port)])
         #expect(result["received"] as? String == "421 4.4.2 Command timeout, closing connection\r\n", "\(result)")
         let elapsed = result["elapsed"] as? Double ?? 0
-        #expect(elapsed > 1.5 && elapsed < 10, "closed after \(elapsed) s")
+        // The lower bound is the relay's deadline; the upper one only says the relay closed
+        // before the script gave up (15 s), as timing on a loaded CI machine varies.
+        #expect(elapsed > 1.5 && elapsed < 15, "closed after \(elapsed) s")
         try await relay.stop()
     }
 
@@ -249,7 +251,7 @@ struct AbuseLimitsEndToEndTests {
             """#, [String(relay.port)])
         #expect(result["received"] as? String == "421 4.4.2 Data rate too low, closing connection\r\n", "\(result)")
         let elapsed = result["elapsed"] as? Double ?? 0
-        #expect(elapsed > 1.5 && elapsed < 12, "closed after \(elapsed) s")
+        #expect(elapsed > 1.5 && elapsed < 20, "closed after \(elapsed) s (the script gives up at 20 s)")
         try await Task.sleep(for: .milliseconds(300))
         #expect(try relay.sandbox.mailStore.messages().isEmpty)
         try await relay.stop()

@@ -11,45 +11,17 @@ import Testing
 /// Tests/RelayDoctorTests/RelayDoctorChecklistTests.swift.
 @Suite("doctor command")
 struct DoctorCommandTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
-    static func example(_ path: String) throws -> String {
-        try String(contentsOfFile: (root as NSString).appendingPathComponent(path), encoding: .utf8)
-    }
-
     /// The sandbox as examples/sandbox.yaml's header starts it, on free ports.
     static func startSandbox(data: TemporaryDirectory) async throws -> M365Sandbox {
         var configuration = M365SandboxConfiguration(dataDirectory: data.path)
         configuration.tenantID = "sandbox.onmicrosoft.com"
-        configuration.apps = [.init(clientID: "11111111-2222-3333-4444-555555555555", secret: "sandbox-only-client-secret-do-not-use-anywhere-else")]
+        configuration.apps = [.init(clientID: SandboxExample.clientID, secret: SandboxExample.secret)]
         configuration.connectors = [.init(name: "relay", senderNetworks: ["127.0.0.1/32"])]
         let sandbox = try M365Sandbox(
             configuration: configuration, smtp: ("127.0.0.1", 0), connector: ("127.0.0.1", 0), http: ("127.0.0.1", 0),
             group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "doctor-e2e", factory: { _ in SwiftLogNoOpLogHandler() }))
         try await sandbox.start()
         return sandbox
-    }
-
-    /// A copy of examples/sandbox.yaml with the ports and files of this run.
-    static func configuration(in directory: TemporaryDirectory, sandbox: M365Sandbox, dnsPort: Int) throws -> String {
-        let secret = try directory.write("app.secret", try example("examples/sandbox/app.secret"), mode: 0o600)
-        let key = try directory.write("dkim.key", try example("examples/sandbox/dkim.key"), mode: 0o600)
-        var text = try example("examples/sandbox.yaml")
-        for (from, to) in [
-            ("https://127.0.0.1:8443", sandbox.httpBaseURL ?? ""),
-            ("127.0.0.1:2587", "127.0.0.1:\(sandbox.ports.smtp)"),
-            ("127.0.0.1:2526", "127.0.0.1:\(sandbox.ports.connector ?? 0)"),
-            ("127.0.0.1:5353", "127.0.0.1:\(dnsPort)"),
-            ("127.0.0.1:2725", "127.0.0.1:\(freeLoopbackPort())"),
-            ("m365-relay-data/sandbox/ca.pem", sandbox.caFile),
-            ("examples/sandbox/app.secret", secret),
-            ("examples/sandbox/dkim.key", key),
-            ("m365-relay-data/doctor-example/relay.sqlite", directory.file("data/relay.sqlite")),
-        ] {
-            #expect(text.contains(from), "examples/sandbox.yaml no longer contains \(from)")
-            text = text.replacingOccurrences(of: from, with: to)
-        }
-        return try directory.write("sandbox.yaml", text, mode: 0o600)
     }
 
     static func rows(_ json: String) throws -> [[String: String]] {
@@ -61,13 +33,13 @@ struct DoctorCommandTests {
         let directory = TemporaryDirectory("doctor-e2e")
         let sandbox = try await Self.startSandbox(data: data)
         let dns: TestDNSServer
-        do { dns = try await TestDNSServer.start(zone: try Self.example("examples/sandbox/sandbox.zone")) } catch {
+        do { dns = try await TestDNSServer.start(zone: try SandboxExample.read("examples/sandbox/sandbox.zone")) } catch {
             await sandbox.shutdown()
             throw error
         }
         defer { dns.stop() }
         do {
-            let file = try Self.configuration(in: directory, sandbox: sandbox, dnsPort: dns.port)
+            let file = try SandboxExample.configuration(in: directory, sandbox: sandbox, dnsPort: dns.port, listenerPort: freeLoopbackPort())
             let passing = try await CommandLineTests.run(["doctor", "--config", file, "--json"])
             let rows = try Self.rows(passing.stdout)
             let problems = rows.filter { $0["result"] != "pass" && $0["result"] != "info" }

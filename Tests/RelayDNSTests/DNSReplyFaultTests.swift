@@ -168,11 +168,12 @@ struct DNSReplyFaultTests {
         let responder = try await ScriptedUDPResponder.start { _ in [] }
         let port = responder.port
         await responder.stop()
-        let client = RelayDNSClient(server: ("127.0.0.1", port), timeout: .seconds(30))
-        let started = ContinuousClock.now
+        // The reply says which happened: the ICMP refusal, not the timeout. No wall-clock
+        // bound: a loaded CI machine once took 12 s to start the lookup at all.
+        let client = RelayDNSClient(server: ("127.0.0.1", port), timeout: .seconds(120))
         let error = await #expect(throws: RelayDNSError.self) { try await client.lookup("contoso.com", .a) }
-        #expect(ContinuousClock.now - started < .seconds(10))
-        #expect(error?.reason.contains("refused") == true)
+        #expect(error?.reason.contains("refused") == true, "\(String(describing: error))")
+        #expect(error?.reason.contains("no reply within") == false, "\(String(describing: error))")
     }
 
     @Test("A server address that is not an IP address is refused with the setting to fix")
@@ -270,7 +271,7 @@ struct TestDNSServerTests {
     @Test("The server stops with stop(): its port no longer answers")
     func stops() async throws {
         let server = try await TestDNSServer.start(zone: "a.example. 60 IN A 192.0.2.1")
-        let client = RelayDNSClient(server: (server.host, server.port), timeout: .seconds(2))
+        let client = RelayDNSClient(server: (server.host, server.port), timeout: .seconds(10))
         #expect(try await client.lookup("a.example", .a).records == [.a("192.0.2.1")])
         server.stop()
         let error = await #expect(throws: RelayDNSError.self) { try await client.lookup("a.example", .a) }

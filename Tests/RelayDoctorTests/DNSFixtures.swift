@@ -76,6 +76,13 @@ enum DNSFixtures {
             #"_spf1.manylookups.example. IN TXT "v=spf1 a mx include:_spf2.manylookups.example -all""#,
             #"_spf2.manylookups.example. IN TXT "v=spf1 a:a.manylookups.example mx:mx.manylookups.example exists:x.manylookups.example include:_spf3.manylookups.example ~all""#,
             #"_spf3.manylookups.example. IN TXT "v=spf1 a:b.manylookups.example ~all""#,
+            // The names resolve, so that only the lookup count is wrong, not the void lookups (x stays void: one).
+            "_spf1.manylookups.example. IN A 192.0.2.50",
+            "_spf1.manylookups.example. IN MX 10 mail.manylookups.example.",
+            "a.manylookups.example. IN A 192.0.2.51",
+            "mx.manylookups.example. IN MX 10 mail.manylookups.example.",
+            "b.manylookups.example. IN A 192.0.2.52",
+            "mail.manylookups.example. IN A 192.0.2.53",
         ]),
         domain("loop.example", spf: ["v=spf1 ip4:\(relayAddress) include:spf.protection.outlook.com include:_a.loop.example -all"], extra: [
             #"_a.loop.example. IN TXT "v=spf1 include:_b.loop.example -all""#,
@@ -109,6 +116,9 @@ enum DNSFixtures {
         #"double.eval.example. IN TXT "v=spf1 -all""#,
         #"double.eval.example. IN TXT "v=spf1 +all""#,
         #"doubleinc.eval.example. IN TXT "v=spf1 include:double.eval.example -all""#,
+        // Two terms that find nothing are tolerated; a third is a permerror (void lookups).
+        #"twovoids.eval.example. IN TXT "v=spf1 a:void1.eval.example exists:void2.eval.example ip4:192.0.2.1 -all""#,
+        #"threevoids.eval.example. IN TXT "v=spf1 a:void1.eval.example exists:void2.eval.example mx:void3.eval.example ip4:192.0.2.1 -all""#,
         #"macro.eval.example. IN TXT "v=spf1 include:%{l}.users.eval.example -all""#,
     ].joined(separator: "\n")
 

@@ -66,6 +66,14 @@ struct DNSSPFEvaluatorTests {
         #expect(double == "double.eval.example publishes 2 SPF records")
     }
 
+    @Test("Void lookups: two terms that find nothing pass, a third is a permerror")
+    func voidLookups() async throws {
+        #expect(try await check("192.0.2.1", "twovoids.eval.example").result == .pass)
+        #expect(try await check("192.0.2.1", "threevoids.eval.example").result == .permerror("more than 2 void DNS lookups (RFC 7208 §4.6.4)"))
+        // A term that finds records is not void.
+        #expect(try await check("198.51.100.7", "a.eval.example").result == .pass)
+    }
+
     @Test("A DNS failure is a temperror, not a result")
     func temperror() async throws {
         let port = try await offCooperativePool { freeLoopbackPort() }

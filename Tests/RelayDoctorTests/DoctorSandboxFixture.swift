@@ -10,16 +10,8 @@ import RelayTestSupport
 /// sandbox in-process, the test DNS server with examples/sandbox/sandbox.zone,
 /// and copies of the example's secret and key in a temporary directory.
 final class DoctorSandboxFixture: @unchecked Sendable {
-    static let clientID = "11111111-2222-3333-4444-555555555555"
-    static let secret = "sandbox-only-client-secret-do-not-use-anywhere-else"
-
-    static var repositoryRoot: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    }
-
-    static func example(_ path: String) throws -> String {
-        try String(contentsOfFile: (repositoryRoot as NSString).appendingPathComponent(path), encoding: .utf8)
-    }
+    static let clientID = SandboxExample.clientID
+    static let secret = SandboxExample.secret
 
     let directory = TemporaryDirectory("doctor-fixture")
     let sandbox: M365Sandbox
@@ -43,7 +35,7 @@ final class DoctorSandboxFixture: @unchecked Sendable {
             configuration: configuration, smtp: ("127.0.0.1", 0), connector: ("127.0.0.1", 0), http: ("127.0.0.1", 0),
             group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "doctor-test-sandbox", factory: { _ in SwiftLogNoOpLogHandler() }))
         try await sandbox.start()
-        let dns = try await TestDNSServer.start(zone: edit(try example("examples/sandbox/sandbox.zone")))
+        let dns = try await TestDNSServer.start(zone: edit(try SandboxExample.read("examples/sandbox/sandbox.zone")))
         let fixture = DoctorSandboxFixture(sandbox: sandbox, dns: dns)
         fixture.sandboxData = data
         return fixture
@@ -59,26 +51,7 @@ final class DoctorSandboxFixture: @unchecked Sendable {
     /// examples/sandbox.yaml with this fixture's ports and private copies of its files.
     /// - Parameter edit: changes the YAML text after the substitution (to break one setting).
     func configurationFile(name: String = "sandbox.yaml", edit: (String) -> String = { $0 }) throws -> String {
-        let secret = try directory.write("app.secret", try Self.example("examples/sandbox/app.secret"), mode: 0o600)
-        let key = try directory.write("dkim.key", try Self.example("examples/sandbox/dkim.key"), mode: 0o600)
-        let ports = sandbox.ports
-        var text = try Self.example("examples/sandbox.yaml")
-        let substitutions = [
-            ("https://127.0.0.1:8443", sandbox.httpBaseURL ?? ""),
-            ("127.0.0.1:2587", "127.0.0.1:\(ports.smtp)"),
-            ("127.0.0.1:2526", "127.0.0.1:\(ports.connector ?? 0)"),
-            ("127.0.0.1:5353", "127.0.0.1:\(dns.port)"),
-            ("127.0.0.1:2725", "127.0.0.1:\(listenerPort)"),
-            ("m365-relay-data/sandbox/ca.pem", sandbox.caFile),
-            ("examples/sandbox/app.secret", secret),
-            ("examples/sandbox/dkim.key", key),
-            ("m365-relay-data/doctor-example/relay.sqlite", directory.file("data/relay.sqlite")),
-        ]
-        for (from, to) in substitutions {
-            precondition(text.contains(from), "examples/sandbox.yaml no longer contains \(from)")
-            text = text.replacingOccurrences(of: from, with: to)
-        }
-        return try directory.write(name, edit(text), mode: 0o600)
+        try SandboxExample.configuration(in: directory, sandbox: sandbox, dnsPort: dns.port, listenerPort: listenerPort, name: name, edit: edit)
     }
 
     /// Runs the checklist in-process on a configuration file.

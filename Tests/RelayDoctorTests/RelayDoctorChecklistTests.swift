@@ -44,6 +44,13 @@ struct RelayDoctorChecklistTests {
             #expect(message.verification.contains("250"), "Microsoft's reply: \(message.verification)")
             #expect(message.verification.contains("Message-ID <doctor."))
             #expect(fixture.sandbox.stats.messagesStored == 1, "only the test message is sent; the checks stop before DATA")
+            // Signed as delivery signs: dkimpy verifies it against the key the example zone publishes.
+            #expect(message.verification.contains("DKIM-signed d=contoso.example s=relay2026"), "\(message.verification)")
+            let stored = try #require(try fixture.sandbox.mailStore.messages().first)
+            let content = try fixture.sandbox.mailStore.content(of: stored)
+            let name = "relay2026._domainkey.contoso.example"
+            let verification = try await DKIMVerification.verify(Array(content), records: [name: try SandboxExample.zoneTXT(name)])
+            #expect(verification.allVerified, "\(verification.signatures) \(verification.log)")
             // No secret reaches the rows.
             let text = rows.map { "\($0.action) \($0.verification) \($0.hint)" }.joined()
             #expect(!text.contains(DoctorSandboxFixture.secret))

@@ -131,7 +131,7 @@ public final class RelayDKIMSigner: Sendable {
     }
 
     /// The part after the last `@`, lower-cased; nil for none or an empty one.
-    static func domain(of address: String) -> String? {
+    public static func domain(of address: String) -> String? {
         guard let at = address.lastIndex(of: "@") else { return nil }
         let domain = address[address.index(after: at)...].lowercased()
         return domain.isEmpty ? nil : domain

@@ -61,7 +61,22 @@ extension RelayDoctorRun {
         let message = RelayQueuedMessage(
             id: id, envelope: envelope, recipients: [RelayRecipient(address: recipient)], state: .queued,
             size: content.utf8.count, receivedAt: now, nextAttemptAt: now, attempts: 0, lastError: nil)
-        let outcome = await transport.deliver(message, recipients: [recipient], content: RelayDoctorContent(content))
+        // Signed as the delivery service signs, so the test proves DKIM alignment too.
+        var reader: any RelayContentReader = RelayDoctorContent(content)
+        var signature = ""
+        do {
+            if let signer = try RelayDKIMKeys.signer(for: configuration.dkim, logger: logger) {
+                reader = try signer.signing(reader, of: message, open: { RelayDoctorContent(content) }, now: now)
+                let keys = signer.signers(forDomain: RelayDKIMSigner.domain(of: sender) ?? "")
+                if !keys.isEmpty {
+                    signature = "; DKIM-signed " + keys.map { "d=\($0.domain) s=\($0.selector)" }.joined(separator: ", ")
+                }
+            }
+        } catch {
+            await transports.shutdown()
+            return [RelayDoctorRow(step: step, action: action, verification: "\(error)", result: .fail, hint: "Fix the dkim entry's private_key_file")]
+        }
+        let outcome = await transport.deliver(message, recipients: [recipient], content: reader)
         await transport.shutdown()
         await transports.shutdown()
 
@@ -70,14 +85,14 @@ extension RelayDoctorRun {
         let ids = [upstream, "Message-ID \(messageID)"].compactMap { $0 }.joined(separator: "; ")
         let delivered = outcome.recipients.allSatisfy { $0.status == .delivered }
         if delivered {
-            return [RelayDoctorRow(step: step, action: action, verification: "from \(sender): \(outcome.summary); \(ids)", result: .pass)]
+            return [RelayDoctorRow(step: step, action: action, verification: "from \(sender): \(outcome.summary); \(ids)\(signature)", result: .pass)]
         }
         var hint = "Check the message in Microsoft's message trace by its Message-ID"
         if let reply = outcome.reply {
             let classification = M365ReplyClassification.classify(reply, on: M365Transport(route.mode), canRefreshToken: false)
             hint = [classification.meaning, classification.remedy].compactMap { $0 }.joined(separator: ". ")
         }
-        return [RelayDoctorRow(step: step, action: action, verification: "from \(sender): \(outcome.summary); \(ids)", result: .fail, hint: hint)]
+        return [RelayDoctorRow(step: step, action: action, verification: "from \(sender): \(outcome.summary); \(ids)\(signature)", result: .fail, hint: hint)]
     }
 
     /// A small, standards-conforming text message that says where it came from.

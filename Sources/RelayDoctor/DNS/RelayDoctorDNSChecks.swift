@@ -564,25 +564,26 @@ struct RelayDoctorDomainCheck {
 
     mutating func checkMTASTS() async {
         let name = "_mta-sts.\(domain)"
-        let action = "MTA-STS of \(domain)"
-        let texts: [String]
-        do {
-            texts = try await self.texts(name)
-        } catch {
-            addDNSFailure(action, error)
-            return
-        }
-        if let record = texts.first(where: { RelayDNSTagList(parsing: $0)["v"] == "STSv1" }) {
-            add(action, "TXT \"\(record)\" at \(name): published (id=\(RelayDNSTagList(parsing: record)["id"] ?? "missing"))", .info)
-        } else {
-            add(action, "no v=STSv1 record at \(name)", .info,
-                hint: "Optional: MTA-STS (RFC 8461) makes senders require TLS to your MX. Publish `\(name). IN TXT \"v=STSv1; id=<date>\"` and the policy at https://mta-sts.\(domain)/.well-known/mta-sts.txt")
-        }
+        await reportInformationalRecord(
+            name: name, action: "MTA-STS of \(domain)", version: "STSv1",
+            describe: { "published (id=\($0["id"] ?? "missing"))" },
+            hint: "Optional: MTA-STS (RFC 8461) makes senders require TLS to your MX. Publish `\(name). IN TXT \"v=STSv1; id=<date>\"` and the policy at https://mta-sts.\(domain)/.well-known/mta-sts.txt")
     }
 
     mutating func checkTLSRPT() async {
         let name = "_smtp._tls.\(domain)"
-        let action = "TLS-RPT of \(domain)"
+        await reportInformationalRecord(
+            name: name, action: "TLS-RPT of \(domain)", version: "TLSRPTv1",
+            describe: { "reports go to \($0["rua"] ?? "nowhere (rua= missing)")" },
+            hint: "Optional: TLS-RPT (RFC 8460) gets you reports of TLS failures delivering to \(domain). Publish `\(name). IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@\(domain)\"`")
+    }
+
+    /// A TXT record reported for information only (never a failure): found with
+    /// `describe`'s summary of its tags, or missing with `hint`.
+    private mutating func reportInformationalRecord(
+        name: String, action: String, version: String,
+        describe: (RelayDNSTagList) -> String, hint: String
+    ) async {
         let texts: [String]
         do {
             texts = try await self.texts(name)
@@ -590,11 +591,10 @@ struct RelayDoctorDomainCheck {
             addDNSFailure(action, error)
             return
         }
-        if let record = texts.first(where: { RelayDNSTagList(parsing: $0)["v"] == "TLSRPTv1" }) {
-            add(action, "TXT \"\(record)\" at \(name): reports go to \(RelayDNSTagList(parsing: record)["rua"] ?? "nowhere (rua= missing)")", .info)
+        if let record = texts.first(where: { RelayDNSTagList(parsing: $0)["v"] == version }) {
+            add(action, "TXT \"\(record)\" at \(name): \(describe(RelayDNSTagList(parsing: record)))", .info)
         } else {
-            add(action, "no v=TLSRPTv1 record at \(name)", .info,
-                hint: "Optional: TLS-RPT (RFC 8460) gets you reports of TLS failures delivering to \(domain). Publish `\(name). IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@\(domain)\"`")
+            add(action, "no v=\(version) record at \(name)", .info, hint: hint)
         }
     }
 }

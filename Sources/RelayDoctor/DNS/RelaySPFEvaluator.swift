@@ -14,6 +14,10 @@ public struct RelaySPFEvaluator: Sendable {
     public static let lookupLimit = 10
     /// Names an `mx` mechanism may resolve to addresses (RFC 7208 §4.6.4).
     public static let mxAddressLookupLimit = 10
+    /// Terms whose lookup finds nothing (no such name, or no records), per
+    /// evaluation; one more is a permerror, as receivers such as pyspf and
+    /// OpenSPF enforce. RFC 7208 §4.6.4 recommends two.
+    public static let voidLookupLimit = 2
     /// The analysis stops following includes past this many lookups: enough to
     /// show how far over the limit a record is without walking a hostile tree for ever.
     static let analysisLookupBound = 40
@@ -22,6 +26,8 @@ public struct RelaySPFEvaluator: Sendable {
     var cache: [CacheKey: Result<RelayDNSAnswer, RelayDNSError>] = [:]
     /// `h` in macros, when known.
     public var helo: String?
+    /// Void lookups of the current check_host.
+    private var voidLookups = 0
 
     struct CacheKey: Hashable, Sendable {
         var name: String
@@ -150,6 +156,7 @@ public struct RelaySPFEvaluator: Sendable {
     /// RFC 7208 §5.5 asks publishers not to use them anyway).
     public mutating func checkHost(address: RelayIPAddress, domain: String, record: RelaySPFRecord) async -> RelaySPFCheck {
         var lookups = 0
+        voidLookups = 0
         let (result, matched) = await evaluate(address: address, domain: Self.normalised(domain), record: record, path: [], lookups: &lookups)
         return RelaySPFCheck(address: address, result: result, matched: matched, lookups: lookups)
     }
@@ -177,7 +184,9 @@ public struct RelaySPFEvaluator: Sendable {
                 guard let target = context.expand(spec ?? domain) else { return (.permerror("cannot expand `\(directive)`"), nil) }
                 switch await addresses(of: target, family: address.family) {
                 case .failure(let error): return (.temperror(error), nil)
-                case .success(let found): matches = Self.contains(found, address, v4, v6)
+                case .success(let found):
+                    if let limit = countVoid(found.isEmpty) { return (limit, nil) }
+                    matches = Self.contains(found, address, v4, v6)
                 }
             case .mx(let spec, let v4, let v6):
                 guard let target = context.expand(spec ?? domain) else { return (.permerror("cannot expand `\(directive)`"), nil) }
@@ -190,6 +199,7 @@ public struct RelaySPFEvaluator: Sendable {
                 } catch {
                     return (.temperror(error), nil)
                 }
+                if let limit = countVoid(exchanges.isEmpty) { return (limit, nil) }
                 guard exchanges.count <= Self.mxAddressLookupLimit else {
                     return (.permerror("`\(directive)` in \(domain) names more than \(Self.mxAddressLookupLimit) MX hosts (RFC 7208 §4.6.4)"), nil)
                 }
@@ -210,6 +220,7 @@ public struct RelaySPFEvaluator: Sendable {
                 } catch {
                     return (.temperror(error), nil)
                 }
+                if let limit = countVoid(!matches) { return (limit, nil) }
             case .include(let spec):
                 guard let target = context.expand(spec).map(Self.normalised) else { return (.permerror("cannot expand `\(directive)`"), nil) }
                 let (inner, innerMatch) = await evaluateNested(address: address, target: target, term: directive.description, from: domain, path: here, lookups: &lookups)
@@ -237,6 +248,14 @@ public struct RelaySPFEvaluator: Sendable {
             return (result, matched.map { located("redirect=" + redirect) + " > " + $0 })
         }
         return (.neutral, nil)
+    }
+
+    /// Counts a term's lookup that found nothing; the permerror once there are too many.
+    private mutating func countVoid(_ isVoid: Bool) -> RelaySPFCheck.Result? {
+        guard isVoid else { return nil }
+        voidLookups += 1
+        guard voidLookups > Self.voidLookupLimit else { return nil }
+        return .permerror("more than \(Self.voidLookupLimit) void DNS lookups (RFC 7208 §4.6.4)")
     }
 
     /// check_host of an include or redirect target.

@@ -61,7 +61,7 @@ final class RelayDoctorSMTPProbe: @unchecked Sendable {
         var timeouts = SMTPClientConnection.Timeouts()
         timeouts.connect = .milliseconds(Int64(timeout * 1000))
         timeouts.reply = .milliseconds(Int64(timeout * 1000))
-        let started = Date()
+        let started = ContinuousClock.now
         let connection: SMTPClientConnection
         do {
             connection = try await SMTPClientConnection.connect(host: host, port: port, group: group, timeouts: timeouts)
@@ -69,7 +69,7 @@ final class RelayDoctorSMTPProbe: @unchecked Sendable {
             throw RelayDoctorProbeError(stage: .connect, detail: RelayDoctorNetwork.describe(error), underlying: error)
         }
         let probe = RelayDoctorSMTPProbe(
-            connection: connection, host: host, heloName: heloName, timeout: timeouts.reply, connectTime: Date().timeIntervalSince(started))
+            connection: connection, host: host, heloName: heloName, timeout: timeouts.reply, connectTime: (ContinuousClock.now - started).seconds)
         let greeting: SMTPReply
         do {
             greeting = try await connection.nextReply()
@@ -148,12 +148,12 @@ enum RelayDoctorNetwork {
 
     /// A TCP connection, and how long it took.
     static func connect(host: String, port: Int, timeout: TimeInterval, group: any EventLoopGroup) async throws(RelayDoctorProbeError) -> (any Channel, TimeInterval) {
-        let started = Date()
+        let started = ContinuousClock.now
         do {
             let channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.milliseconds(Int64(timeout * 1000)))
                 .connect(host: host, port: port).get()
-            return (channel, Date().timeIntervalSince(started))
+            return (channel, (ContinuousClock.now - started).seconds)
         } catch {
             throw RelayDoctorProbeError(stage: .connect, detail: describe(error), underlying: error)
         }
@@ -264,3 +264,11 @@ final class RelayDoctorHandshakeWaiter: ChannelInboundHandler, RemovableChannelH
 
 @available(*, unavailable)
 extension RelayDoctorHandshakeWaiter: Sendable {}
+
+extension Duration {
+    /// Seconds as a `TimeInterval`, for rows that print how long a step took.
+    var seconds: TimeInterval {
+        let (seconds, attoseconds) = components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+}

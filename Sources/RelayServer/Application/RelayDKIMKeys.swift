@@ -4,8 +4,8 @@ import RelayCore
 
 /// Loads the `dkim` keys at start: a key that cannot be used stops the
 /// start (exit 3) with the file named, rather than mail leaving unsigned.
-enum RelayDKIMKeys {
-    static func signer(for entries: [RelayConfiguration.DKIM], logger: Logger) throws(RelayStartupError) -> RelayDKIMSigner? {
+public enum RelayDKIMKeys {
+    public static func signer(for entries: [RelayConfiguration.DKIM], logger: Logger) throws(RelayStartupError) -> RelayDKIMSigner? {
         guard !entries.isEmpty else { return nil }
         var signers: [DKIMSigner] = []
         for (index, entry) in entries.enumerated() {
