@@ -271,7 +271,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
                                 try applyPostponement(id: pending.id, owner: pending.owner, until: until, route: route, db)
                             }
                             if removesContent {
-                                try db.execute(sql: "DELETE FROM contents WHERE message_id = ?", arguments: [pending.id.rawValue])
+                                try db.cachedStatement(sql: "DELETE FROM contents WHERE message_id = ?").execute(arguments: [pending.id.rawValue])
                             }
                             return .commit
                         }
@@ -462,7 +462,9 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     private static func applyAttempt(
         id: RelayQueueID, owner: String, result: RelayAttemptResult, keepBodies: TimeInterval, _ db: Database
     ) throws -> Bool {
-        guard let row = try Row.fetchOne(db, sql: "SELECT state, lease_owner FROM messages WHERE id = ?", arguments: [id.rawValue]) else {
+        // Cached statements: this runs once per delivery attempt, and compiling SQL showed in profiles.
+        guard let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT state, lease_owner FROM messages WHERE id = ?"), arguments: [id.rawValue]) else {
             throw RelayStorageError(.notFound, "no message \(id)")
         }
         // An expired lease still counts as held until another owner takes it.
@@ -491,12 +493,10 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
         }
         if isFinished && pending > 0 {
             // Finished with recipients undecided: they will never be tried again.
-            try db.execute(
-                sql: """
-                    UPDATE recipients SET status = 'failed', last_reply = COALESCE(last_reply, ?)
-                    WHERE message_id = ? AND status = 'pending'
-                    """,
-                arguments: [result.summary, id.rawValue])
+            try db.cachedStatement(sql: """
+                UPDATE recipients SET status = 'failed', last_reply = COALESCE(last_reply, ?)
+                WHERE message_id = ? AND status = 'pending'
+                """).execute(arguments: [result.summary, id.rawValue])
             pending = 0
         }
         let failed = try recipientCount(id: id, status: .failed, db)
@@ -523,14 +523,12 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
         let finishedAt = isFinished ? result.finishedAt.timeIntervalSince1970 : nil
         let contentKeptUntil = finishedAt.flatMap { keepBodies > 0 ? $0 + keepBodies : nil }
-        try db.execute(
-            sql: """
-                UPDATE messages SET state = ?, next_attempt_at = COALESCE(?, next_attempt_at),
-                    attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until = NULL,
-                    finished_at = ?, content_kept_until = ?
-                WHERE id = ?
-                """,
-            arguments: [
+        try db.cachedStatement(sql: """
+            UPDATE messages SET state = ?, next_attempt_at = COALESCE(?, next_attempt_at),
+                attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until = NULL,
+                finished_at = ?, content_kept_until = ?
+            WHERE id = ?
+            """).execute(arguments: [
                 state.rawValue, nextAttemptAt, pending + failed > 0 ? result.summary : nil, finishedAt, contentKeptUntil, id.rawValue,
             ])
         if let route = reroute {
@@ -547,7 +545,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
     private static func recipientCount(id: RelayQueueID, status: RelayRecipientStatus, _ db: Database) throws -> Int {
         try Int.fetchOne(
-            db, sql: "SELECT COUNT(*) FROM recipients WHERE message_id = ? AND status = ?",
+            db.cachedStatement(sql: "SELECT COUNT(*) FROM recipients WHERE message_id = ? AND status = ?"),
             arguments: [id.rawValue, status.rawValue]) ?? 0
     }
 
@@ -600,6 +598,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     static func decodeMessages(_ rows: [Row], _ db: Database) throws -> [RelayQueuedMessage] {
         guard !rows.isEmpty else { return [] }
         let recipients = try recipients(of: rows.map { $0["id"] as String }, db)
+        let decoder = JSONDecoder()
         return try rows.map { row in
             let id: String = row["id"]
             let stateText: String = row["state"]
@@ -609,7 +608,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
             let envelopeJSON: String = row["envelope"]
             return RelayQueuedMessage(
                 id: RelayQueueID(rawValue: id),
-                envelope: try JSONDecoder().decode(RelayEnvelope.self, from: Data(envelopeJSON.utf8)),
+                envelope: try decoder.decode(RelayEnvelope.self, from: Data(envelopeJSON.utf8)),
                 recipients: recipients[id] ?? [],
                 state: state,
                 size: row["size"],
