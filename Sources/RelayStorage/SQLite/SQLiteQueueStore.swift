@@ -216,12 +216,11 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
                 }
                 sql += " ORDER BY next_attempt_at, id LIMIT ?"
                 arguments += [limit]
-                let rows = try Row.fetchAll(db, sql: sql, arguments: arguments)
-                let ids = rows.map { $0["id"] as String }
-                for chunk in ids.chunked(by: Self.maximumArgumentsPerStatement) {
-                    try db.execute(
-                        sql: "UPDATE messages SET lease_owner = ?, lease_until = ? WHERE id IN (\(databaseQuestionMarks(count: chunk.count)))",
-                        arguments: StatementArguments([owner, leaseUntil] as [any DatabaseValueConvertible]) + StatementArguments(chunk))
+                // Cached: the text is the same for the same set of routes, and this runs for every batch.
+                let rows = try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
+                let takeLease = try db.cachedStatement(sql: "UPDATE messages SET lease_owner = ?, lease_until = ? WHERE id = ?")
+                for row in rows {
+                    try takeLease.execute(arguments: [owner, leaseUntil, row["id"] as String])
                 }
                 return try Self.decodeMessages(rows, db)
             }
@@ -262,7 +261,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
                 batch.map { pending in
                     var removesContent = false
                     do {
-                        try db.inSavepoint {
+                        try inCachedSavepoint(db) {
                             switch pending.change {
                             case .attempt(let result):
                                 let finished = try applyAttempt(id: pending.id, owner: pending.owner, result: result, keepBodies: keepBodies, db)
@@ -273,7 +272,6 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
                             if removesContent {
                                 try db.cachedStatement(sql: "DELETE FROM contents WHERE message_id = ?").execute(arguments: [pending.id.rawValue])
                             }
-                            return .commit
                         }
                         return .success(removesContent)
                     } catch {
@@ -289,6 +287,20 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
             if case .success(true) = outcome { spool.remove(id: pending.id) }
         }
         return outcomes.map { $0.map { _ in () } }
+    }
+
+    /// `body` inside a savepoint, undone if it throws. GRDB's `inSavepoint`
+    /// compiles its SQL on every call, which showed in profiles once per attempt.
+    private static func inCachedSavepoint(_ db: Database, _ body: () throws -> Void) throws {
+        try db.cachedStatement(sql: "SAVEPOINT attempt").execute()
+        do {
+            try body()
+        } catch {
+            try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT attempt").execute()
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT attempt").execute()
+            throw error
+        }
+        try db.cachedStatement(sql: "RELEASE SAVEPOINT attempt").execute()
     }
 
     public func nextDueDate() async throws -> Date? {
