@@ -349,10 +349,11 @@ struct ClientAuthenticationTests {
               - name: local
                 networks: ["127.0.0.1/32"]
                 auth: none
-                rate_limit: 2/min
+                rate_limit: 2/h
                 route: sandbox
             """
         })
+        // Per hour: a loaded machine's slow dialogue must not refill a token (2/min did once, after 30 s).
         let sessions = try await SMTPDialogue.run([
             SMTPDialogue(port: relay.port, [["ehlo"]] + Self.mailSteps() + Self.mailSteps() + [["cmd", "MAIL FROM:<erp@contoso.com>"]]),
             SMTPDialogue(port: relay.port, [["ehlo"], ["cmd", "MAIL FROM:<erp@contoso.com>"]]),
@@ -361,7 +362,7 @@ struct ClientAuthenticationTests {
         #expect(sessions[0].codes("data") == [250, 250], "\(sessions[0])")
         #expect(sessions[0].codes("MAIL") == [250, 250, 450], "\(sessions[0])")
         let limited = try #require(sessions[0].filter { $0.step == "MAIL" }.last)
-        #expect(limited.text.contains("4.7.1") && limited.text.contains("2/min"), "\(limited)")
+        #expect(limited.text.contains("4.7.1") && limited.text.contains("2/h"), "\(limited)")
         #expect(sessions[1].codes("MAIL") == [450], "a reconnect does not reset the rate: \(sessions[1])")
         try await relay.stop()
     }

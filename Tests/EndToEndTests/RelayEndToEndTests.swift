@@ -46,7 +46,8 @@ struct RelayEndToEndTests {
     @Test func swaksThroughTheRelay() async throws {
         let relay = try await RelayHarness { RelayHarness.sandboxYAML($0) }
         let swaks = try await ExternalProcess.run("/usr/bin/env", [
-            "swaks", "--server", "127.0.0.1:\(relay.port)", "--from", "scanner@contoso.com", "--to", "someone@contoso.com",
+            // swaks waits 30 s for a reply by default; a loaded CI machine once needed longer for the end-of-data reply.
+            "swaks", "--timeout", "120", "--server", "127.0.0.1:\(relay.port)", "--from", "scanner@contoso.com", "--to", "someone@contoso.com",
             "--header", "From: scanner@contoso.com", "--header", "Subject: sent by swaks", "--body", "hello from swaks",
         ])
         #expect(swaks.status == 0, "\(swaks.stdout)\(swaks.stderr)")

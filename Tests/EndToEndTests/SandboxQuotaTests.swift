@@ -67,9 +67,10 @@ struct SandboxQuotaTests {
             #expect(times.count == 3)
             if times.count == 3 {
                 #expect(times[2].timeIntervalSince(times[0]) >= 4.9, "\(times)")
-                #expect(times[1].timeIntervalSince(times[0]) < 4, "\(times)")
+                #expect(times[1].timeIntervalSince(times[0]) < 4.9, "\(times)")
             }
-            #expect(Date().timeIntervalSince(started) < 20)
+            // Delayed by the 5 s window, not by a default minute (a loaded machine once needed 22 s in all).
+            #expect(Date().timeIntervalSince(started) < 55)
             #expect(endpoint.sandbox.stats.throttleRejections == 0)
             let recorded = try endpoint.sandbox.mailStore.messages().compactMap(\.acceptedAt)
             #expect(recorded.count == 3)

@@ -85,7 +85,7 @@ struct GraphTransportPureTests {
 }
 
 /// The Graph transport against the sandbox's Graph endpoints.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(5)))
 struct GraphTransportSandboxTests {
     static let sender = "app@contoso.test"
 
@@ -237,7 +237,7 @@ struct GraphTransportSandboxTests {
 }
 
 /// SMTP AUTH XOAUTH2 with the token provider, against the sandbox's submission endpoint.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(5)))
 struct SMTPOAuthSandboxTests {
     /// Returns a token the sandbox never issued first, the real one after a refusal.
     struct FirstRefusedCredentials: SMTPCredentialProvider {

@@ -8,7 +8,7 @@ import Testing
 @testable import M365Delivery
 
 /// The token provider against the sandbox's token endpoint, over HTTPS on loopback.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(5)))
 struct M365TokenProviderSandboxTests {
     @Test func secretGrantIssuesAndCaches() async throws {
         let harness = try await SandboxHarness()

@@ -41,7 +41,7 @@ struct SMTPDirectSendTests {
         var port: Int { channel.localAddress?.port ?? 0 }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func externalOnlyMessageNeverConnects() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let listener = try await CountingListener(group: group)
@@ -59,7 +59,7 @@ struct SMTPDirectSendTests {
         await transport.shutdown()
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func mixedRecipientsStillTryTheInternalOnes() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let listener = try await CountingListener(group: group)

@@ -18,7 +18,7 @@ struct DashboardBrowserTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let script = packageRoot.appendingPathComponent("Tests/Browser/dashboard_check.py").path
 
-    @Test("Chromium finds the chart, the messages by sender and a timeline, and holds a queued message", .timeLimit(.minutes(3)))
+    @Test("Chromium finds the chart, the messages by sender and a timeline, and holds a queued message", .timeLimit(.minutes(5)))
     func browser() async throws {
         for program in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
             try #require(FileManager.default.isExecutableFile(atPath: program), "\(program) is missing: apt-get install chromium chromium-driver")

@@ -6,7 +6,7 @@ import Testing
 struct GroupCommitterTests {
     private struct RejectedItem: Error {}
 
-    @Test("commits arriving during a flush share the next one, and each gets its own result", .timeLimit(.minutes(1)))
+    @Test("commits arriving during a flush share the next one, and each gets its own result", .timeLimit(.minutes(5)))
     func arrivalsDuringAFlushShareTheNextOne() async throws {
         let (gate, openGate) = AsyncStream<Void>.makeStream()
         let batches = Mutex<[[Int]]>([])
