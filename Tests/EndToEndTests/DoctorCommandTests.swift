@@ -40,7 +40,7 @@ struct DoctorCommandTests {
         defer { dns.stop() }
         do {
             let file = try SandboxExample.configuration(in: directory, sandbox: sandbox, dnsPort: dns.port, listenerPort: freeLoopbackPort())
-            let passing = try await CommandLineTests.run(["doctor", "--config", file, "--json"])
+            let passing = try await CommandLineTests.run(["doctor", "--config", file, "--json", "--timeout", "60"])
             let rows = try Self.rows(passing.stdout)
             let problems = rows.filter { $0["result"] != "pass" && $0["result"] != "info" }
             #expect(problems.isEmpty, "\(problems)\nstderr: \(passing.stderr)")
@@ -54,7 +54,7 @@ struct DoctorCommandTests {
             #expect(dns.queries().contains { $0.name == "contoso.example" && $0.type == "MX" })
 
             // The human table: same rows, no colour when stdout is not a terminal.
-            let table = try await CommandLineTests.run(["doctor", "--config", file])
+            let table = try await CommandLineTests.run(["doctor", "--config", file, "--timeout", "60"])
             #expect(table.status == 0)
             #expect(table.stdout.hasPrefix("Step"))
             #expect(table.stdout.contains("no step failed"))
@@ -62,7 +62,7 @@ struct DoctorCommandTests {
 
             // One thing broken: the secret file is readable by everyone.
             try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: directory.file("app.secret"))
-            let broken = try await CommandLineTests.run(["doctor", "--config", file, "--json"])
+            let broken = try await CommandLineTests.run(["doctor", "--config", file, "--json", "--timeout", "60"])
             let failed = try Self.rows(broken.stdout).filter { $0["result"] == "fail" }
             #expect(broken.status == 1)
             #expect(failed.count == 1, "\(failed)")

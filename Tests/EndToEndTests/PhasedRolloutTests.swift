@@ -126,13 +126,13 @@ struct PhasedRolloutTests {
         #expect(await eventually(timeout: 60) { relay.log.contains("m365-relay started") }, "\(relay.log)")
         let content = Array("From: scanner@contoso.com\r\nSubject: x\r\n\r\nx\r\n".utf8)
         _ = try await sendWithPython(port: port, from: "scanner@contoso.com", to: ["desk@contoso.com"], content: content)
-        #expect(await eventually(timeout: 30) { relay.log.contains("route=dry-run") }, "\(relay.log)")
+        #expect(await eventually(timeout: 120) { relay.log.contains("route=dry-run") }, "\(relay.log)")
 
         _ = try directory.write("relay.yaml", configuration(route: "pilot"))
         relay.process.signal(SIGHUP)
-        #expect(await eventually(timeout: 30) { relay.log.contains("Configuration reloaded") }, "\(relay.log)")
+        #expect(await eventually(timeout: 120) { relay.log.contains("Configuration reloaded") }, "\(relay.log)")
         _ = try await sendWithPython(port: port, from: "scanner@contoso.com", to: ["desk@contoso.com"], content: content)
-        #expect(await eventually(timeout: 30) { relay.log.contains("route=pilot") }, "\(relay.log)")
+        #expect(await eventually(timeout: 120) { relay.log.contains("route=pilot") }, "\(relay.log)")
         #expect(relay.terminate() == 0)
     }
 

@@ -156,6 +156,7 @@ struct RelayAlertTests {
 
     static func makeAlerts(
         url: String, format: RelayConfiguration.Alerts.Format = .json, clock: TestClock, queue: QueueState, logger: Logger,
+        requestTimeout: TimeAmount = .seconds(120),
         configure: (inout RelayConfiguration.Alerts) -> Void = { _ in }
     ) throws -> RelayAlerts {
         var configuration = RelayConfiguration.Alerts(webhookURL: url)
@@ -169,7 +170,8 @@ struct RelayAlertTests {
             configuration: configuration, hostname: "relay.test",
             queueStatistics: { queue.statistics.withLock { $0 } },
             credentialExpiries: { queue.expiries.withLock { $0 } },
-            logger: logger, now: { clock.now }, retryDelay: .milliseconds(100))
+            // A POST that takes over 10 s on a loaded machine would be retried and arrive twice.
+            logger: logger, now: { clock.now }, retryDelay: .milliseconds(100), requestTimeout: requestTimeout)
     }
 
     /// Runs `body` with the alerts' service running, then stops it.
@@ -197,7 +199,7 @@ struct RelayAlertTests {
         let alerts = try Self.makeAlerts(url: receiver.url, format: format, clock: clock, queue: queue, logger: log.logger)
         func received() throws -> [Received] { try receiver.received.map { try Self.decode($0, format: format) } }
         func waitFor(_ count: Int) async throws {
-            let arrived = await eventually(timeout: 30) { receiver.received.count >= count }
+            let arrived = await eventually(timeout: 120) { receiver.received.count >= count }
             #expect(arrived, "\(receiver.received.count) of \(count) alerts arrived")
             try #require(arrived)
         }
@@ -272,7 +274,7 @@ struct RelayAlertTests {
             markers += 1
             alerts.observe(.throttled(route: "marker\(markers)", mailbox: nil, retryAfter: nil, reply: "421 4.3.2"))
             let expected = "firing throttled:marker\(markers)"
-            let arrived = await eventually(timeout: 30) { (try? keys().contains(expected)) == true }
+            let arrived = await eventually(timeout: 120) { (try? keys().contains(expected)) == true }
             let seen = (try? keys()) ?? []
             try #require(arrived, "\(seen)")
         }
@@ -328,7 +330,11 @@ struct RelayAlertTests {
             ? receiver.url
             : "http://127.0.0.1:\(freeLoopbackPort())/hook/T0001/\(WebhookReceiver.secretPath)?sig=\(WebhookReceiver.secretQuery)"
         let clock = TestClock(), queue = QueueState(), log = LogRecorder()
-        let alerts = try Self.makeAlerts(url: url, clock: clock, queue: queue, logger: log.logger)
+        // Nothing listening: the product's timeout, since the HTTP client keeps trying a refused
+        // connection until it ends. Listening: room for a loaded machine to answer its 500.
+        let alerts = try Self.makeAlerts(
+            url: url, clock: clock, queue: queue, logger: log.logger,
+            requestTimeout: listening ? .seconds(120) : RelayAlerts.defaultRequestTimeout)
 
         try await Self.running(alerts) {
             let started = ContinuousClock.now
@@ -350,7 +356,7 @@ struct RelayAlertTests {
             #expect(warning.contains(listening ? "error=HTTP 500" : "error="), "\(warning)")
             if listening {
                 // Two attempts per alert: the first alert's POST and its one retry.
-                #expect(await eventually(timeout: 30) { receiver.received.count >= 2 })
+                #expect(await eventually(timeout: 120) { receiver.received.count >= 2 })
             }
         }
         #expect(!log.all.contains { $0.contains(WebhookReceiver.secretPath) || $0.contains(WebhookReceiver.secretQuery) }, "\(log.all.filter { $0.contains("SECRET") })")
@@ -403,11 +409,11 @@ struct RelayAlertTests {
             configuration: alertsConfiguration, hostname: "relay.test",
             queueStatistics: { RelayQueueStatistics(counts: [:], oldestQueuedAt: nil) },
             credentialExpiries: { RelayCredentialExpiry.expiries(in: fixed) },
-            logger: log.logger)
+            logger: log.logger, requestTimeout: .seconds(120))
         func received() throws -> [Received] { try receiver.received.map { try Self.decode($0, format: .json) } }
 
         try await Self.running(alerts) {
-            try #require(await eventually(timeout: 30) { receiver.received.count >= 3 })
+            try #require(await eventually(timeout: 120) { receiver.received.count >= 3 })
             let firing = try received()
             #expect(Set(firing.map(\.title)) == [
                 "Certificate expires in 3 days: server certificate \(serverCertificate)",
@@ -422,7 +428,7 @@ struct RelayAlertTests {
 
             // Renewed: a 90-day certificate in place of the 3-day one; the periodic check announces it, once.
             _ = try directory.write("relay.crt", later.certificatePEM, mode: 0o644)
-            try #require(await eventually(timeout: 30) { (try? received().contains { $0.status == "resolved" }) == true })
+            try #require(await eventually(timeout: 120) { (try? received().contains { $0.status == "resolved" }) == true })
             try await Task.sleep(for: .milliseconds(600))
             let resolved = try received().filter { $0.status == "resolved" }
             #expect(resolved.map(\.key) == ["expiry:certificate:server certificate \(serverCertificate)"])

@@ -58,7 +58,8 @@ final class DoctorSandboxFixture: @unchecked Sendable {
     func run(_ file: String, sendTest: String? = nil) async -> [RelayDoctorRow] {
         var options = RelayDoctor.Options(configurationFile: file)
         options.sendTest = sendTest
-        options.timeout = 5
+        // Generous: the sandbox shares a loaded CI machine; no check here waits for a timeout.
+        options.timeout = 60
         return await RelayDoctor().run(options)
     }
 }

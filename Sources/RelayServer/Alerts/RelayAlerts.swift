@@ -40,8 +40,9 @@ public final class RelayAlerts: RelayEventObserver, Service {
     private let statisticsFailing = Mutex(false)
     private let clientShutDown = Mutex(false)
 
-    /// Timeout of one POST.
-    public static let requestTimeout: TimeAmount = .seconds(10)
+    /// Timeout of one POST, unless the initialiser is given another.
+    public static let defaultRequestTimeout: TimeAmount = .seconds(10)
+    private let requestTimeout: TimeAmount
 
     /// - Parameters:
     ///   - configuration: the `alerts` section; `webhook_url` is required.
@@ -51,6 +52,7 @@ public final class RelayAlerts: RelayEventObserver, Service {
     ///     gives the configured certificates, secrets and static tokens.
     ///   - now: the wall clock; tests move it to cross `repeat_interval`.
     ///   - retryDelay: the pause before the one retry of a failed POST.
+    ///   - requestTimeout: how long one POST may take (tests on a loaded machine give more).
     /// - Throws: ``RelayStartupError`` when the URL is missing or `ca_file` is unusable.
     public init(
         configuration: RelayConfiguration.Alerts,
@@ -59,7 +61,8 @@ public final class RelayAlerts: RelayEventObserver, Service {
         credentialExpiries: @escaping @Sendable () async -> [RelayCredentialExpiry],
         logger: Logger,
         now: @escaping @Sendable () -> Date = { Date() },
-        retryDelay: Duration = .seconds(2)
+        retryDelay: Duration = .seconds(2),
+        requestTimeout: TimeAmount = RelayAlerts.defaultRequestTimeout
     ) throws(RelayStartupError) {
         guard let webhookURL = configuration.webhookURL else { throw RelayStartupError("alerts.webhook_url is required") }
         var tls = TLSConfiguration.makeClientConfiguration()
@@ -73,7 +76,7 @@ public final class RelayAlerts: RelayEventObserver, Service {
             tls.additionalTrustRoots = [.file(caFile)]
         }
         var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: tls)
-        httpConfiguration.timeout = .init(connect: Self.requestTimeout, read: Self.requestTimeout)
+        httpConfiguration.timeout = .init(connect: requestTimeout, read: requestTimeout)
         // A redirect would carry the alert somewhere the operator did not configure.
         httpConfiguration.redirectConfiguration = .disallow
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
@@ -85,6 +88,7 @@ public final class RelayAlerts: RelayEventObserver, Service {
         self.logger = logger
         self.now = now
         self.retryDelay = retryDelay
+        self.requestTimeout = requestTimeout
         self.book = Mutex(RelayAlertBook(rules: .init(configuration)))
         self.events = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1000))
         self.outbox = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(100))
@@ -203,7 +207,7 @@ public final class RelayAlerts: RelayEventObserver, Service {
             request.headers.add(name: "User-Agent", value: "m365-relay")
             request.body = .bytes(ByteBuffer(bytes: body))
             do {
-                let response = try await client.execute(request, timeout: Self.requestTimeout)
+                let response = try await client.execute(request, timeout: requestTimeout)
                 // Read the (small) answer so that the connection can be reused; its content does not matter.
                 _ = try? await response.body.collect(upTo: 64 * 1024)
                 if (200..<300).contains(response.status.code) {
