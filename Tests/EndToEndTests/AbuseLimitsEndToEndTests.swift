@@ -189,6 +189,23 @@ struct AbuseLimitsEndToEndTests {
         try await relay.stop()
     }
 
+    /// `max_junk_commands` reaches the session: past it each NOOP is an error, and `max_errors` of them close.
+    @Test func noopsPastTheJunkLimitCountAsErrors() async throws {
+        let (relay, _, _) = try await RelayHarness.withLimits(["max_errors: 3", "max_junk_commands: 2"])
+        let result = try await runAbuseScript(#"""
+            s = connect(int(sys.argv[1]))
+            f = s.makefile("rb")
+            reply(f)
+            s.sendall(b"NOOP\r\n" * 6)
+            print(json.dumps({"replies": drain(s).split("\r\n")}))
+            """#, [String(relay.port)])
+        let replies = try #require(result["replies"] as? [String])
+        // Two free, then three that count (each still answered 250), then 421 and close; the sixth is never answered.
+        #expect(replies.filter { $0.hasPrefix("250") }.count == 5, "\(replies)")
+        #expect(replies.suffix(2) == ["421 4.7.0 Too many errors, closing connection", ""], "\(replies)")
+        try await relay.stop()
+    }
+
     // MARK: Slow clients
 
     @Test func aTrickledCommandHitsTheCommandTimeout() async throws {

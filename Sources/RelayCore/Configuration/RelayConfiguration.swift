@@ -163,6 +163,10 @@ extension RelayConfiguration {
         public var dataTimeout: TimeInterval = 600
         /// `max_errors`: failed commands before the session is closed with `421`. Default 20.
         public var maxErrors: Int = 20
+        /// `max_junk_commands`: NOOP, RSET, VRFY and HELP answered free per
+        /// accepted message; beyond, each counts as an error. Default 100
+        /// (Postfix's `smtpd_junk_command_limit`).
+        public var maxJunkCommands: Int = 100
         /// `max_command_line_length` in octets including CRLF. Default 512 (RFC 5321 §4.5.3.1.4).
         public var maxCommandLineLength: Int = 512
         /// `max_line_length` of message text in octets including CRLF. Default 65,536:

@@ -180,7 +180,7 @@ final class RelayConfigurationDecoder {
         }
         if let limits = fields.nested("limits", keys: [
             "max_message_size", "max_recipients", "max_connections", "max_connections_per_ip", "idle_timeout",
-            "command_timeout", "data_timeout", "max_errors", "max_command_line_length", "max_line_length",
+            "command_timeout", "data_timeout", "max_errors", "max_junk_commands", "max_command_line_length", "max_line_length",
             "auth_failures", "auth_lockout", "greeting_delay", "min_data_rate",
         ]) {
             var result = RelayConfiguration.Limits()
@@ -192,6 +192,7 @@ final class RelayConfigurationDecoder {
             if let value = limits.duration("command_timeout") { result.commandTimeout = value }
             if let value = limits.duration("data_timeout") { result.dataTimeout = value }
             if let value = limits.int("max_errors", minimum: 1) { result.maxErrors = value }
+            if let value = limits.int("max_junk_commands", minimum: 0) { result.maxJunkCommands = value }
             if let value = limits.int("max_command_line_length", minimum: 512, because: "RFC 5321 §4.5.3.1.4 requires at least 512") {
                 result.maxCommandLineLength = value
             }

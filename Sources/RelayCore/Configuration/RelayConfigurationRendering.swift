@@ -102,6 +102,7 @@ extension RelayConfiguration {
                 ("command_timeout", Node(RelayConfigurationSyntax.formatDuration(limits.commandTimeout))),
                 ("data_timeout", Node(RelayConfigurationSyntax.formatDuration(limits.dataTimeout))),
                 ("max_errors", Node(String(limits.maxErrors))),
+                ("max_junk_commands", Node(String(limits.maxJunkCommands))),
                 ("max_command_line_length", Node(String(limits.maxCommandLineLength))),
                 ("max_line_length", Node(String(limits.maxLineLength))),
                 ("auth_failures", Node(String(limits.authFailures))),

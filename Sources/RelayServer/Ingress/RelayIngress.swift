@@ -59,6 +59,7 @@ final class RelayIngress: SMTPServerDelegate {
         smtpLimits.maxMessageSize = limits.maxMessageSize
         smtpLimits.maxRecipients = limits.maxRecipients
         smtpLimits.maxErrors = limits.maxErrors
+        smtpLimits.maxJunkCommands = limits.maxJunkCommands
         smtpLimits.maxCommandLineLength = limits.maxCommandLineLength
         smtpLimits.maxTextLineLength = limits.maxLineLength
         var session = SMTPServerSession.Configuration(hostname: configuration.server.hostname, limits: smtpLimits)

@@ -1,7 +1,7 @@
 import Testing
 @testable import RelayCore
 
-/// `server.limits.greeting_delay` and `min_data_rate`.
+/// `server.limits.greeting_delay`, `min_data_rate` and `max_junk_commands`.
 @Suite("Configuration: abuse limits")
 struct ConfigurationAbuseLimitsTests {
     static func yaml(limits: String) -> String {
@@ -44,7 +44,17 @@ struct ConfigurationAbuseLimitsTests {
         #expect(try RelayConfiguration.parse(yaml: rendered, fileName: "rendered") == configuration)
     }
 
+    @Test func junkCommandLimit() throws {
+        #expect(RelayConfiguration.Limits().maxJunkCommands == 100, "Postfix's smtpd_junk_command_limit")
+        let configuration = try RelayConfiguration.parse(yaml: Self.yaml(limits: "max_junk_commands: 0"), fileName: "test.yaml")
+        #expect(configuration.server.limits.maxJunkCommands == 0, "0: every NOOP, RSET, VRFY and HELP counts as an error")
+        let rendered = configuration.renderRedacted()
+        #expect(rendered.contains("max_junk_commands: 0"))
+        #expect(try RelayConfiguration.parse(yaml: rendered, fileName: "rendered") == configuration)
+    }
+
     @Test(arguments: [
+        ("max_junk_commands: -1", "server.limits.max_junk_commands", "expected a whole number"),
         ("greeting_delay: soon", "server.limits.greeting_delay", "not a duration"),
         ("greeting_delay: 2m", "server.limits.greeting_delay", "under a minute"),
         ("greeting_delay: 20s\ncommand_timeout: 10s", "server.limits.greeting_delay", "shorter than command_timeout"),
