@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import RelayCore
 
 /// Keeps other web sites out of the admin server through the administrator's browser.
 ///
@@ -55,12 +56,10 @@ struct RelayAdminBrowserGuard: RouterMiddleware {
         var name = host.lowercased()
         if name.hasPrefix("[") {
             guard let end = name.firstIndex(of: "]") else { return false }
-            return name[name.index(after: name.startIndex)..<end] == "::1"
+            return RelayEndpoint(host: String(name[name.index(after: name.startIndex)..<end]), port: 0).isLoopback
         }
         if let colon = name.lastIndex(of: ":") { name = String(name[..<colon]) }
-        if name == "localhost" || name.hasSuffix(".localhost") { return true }
-        let octets = name.split(separator: ".", omittingEmptySubsequences: false)
-        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+        return RelayEndpoint(host: name, port: 0).isLoopback
     }
 }
 

@@ -26,6 +26,7 @@ public final class RelayAdminServer: Service, Sendable {
     private let backend: any RelayAdminBackend
     private let logger: Logger
     private let eventLoopGroup: any EventLoopGroup
+    private let clock: @Sendable () -> Date
     private let state = Mutex(State.idle)
 
     private enum State {
@@ -37,10 +38,11 @@ public final class RelayAdminServer: Service, Sendable {
 
     /// - Parameter address: host and port; port 0 picks a free port (tests), see ``port``.
     /// - Parameter token: the value of `admin.token_file`; required unless `address` is loopback.
+    /// - Parameter clock: "now" for the API and the dashboard.
     /// - Throws: ``RelayAdminServerError`` when the address is not loopback and there is no token.
     public init(
         address: RelayEndpoint, token: String?, backend: any RelayAdminBackend, logger: Logger,
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, clock: @escaping @Sendable () -> Date = Date.init
     ) throws(RelayAdminServerError) {
         let token = token.flatMap { $0.isEmpty ? nil : $0 }
         if token == nil && !address.isLoopback {
@@ -52,6 +54,7 @@ public final class RelayAdminServer: Service, Sendable {
         self.backend = backend
         self.logger = logger
         self.eventLoopGroup = eventLoopGroup
+        self.clock = clock
     }
 
     /// The bound port once ``start()`` returned; nil before.
@@ -137,8 +140,8 @@ public final class RelayAdminServer: Service, Sendable {
         router.add(middleware: RelayAdminErrorMiddleware())
         router.add(middleware: RelayAdminBrowserGuard(loopbackOnly: address.isLoopback))
         router.add(middleware: RelayAdminAuthentication(token: token))
-        RelayAdminAPI.addRoutes(to: router, backend: backend)
-        RelayDashboard.addRoutes(to: router, backend: backend)
+        RelayAdminAPI.addRoutes(to: router, backend: backend, clock: clock)
+        RelayDashboard.addRoutes(to: router, backend: backend, clock: clock)
         return router
     }
 

@@ -33,3 +33,10 @@ public struct RelayDoctorRow: Sendable, Hashable, Codable {
         self.hint = hint
     }
 }
+
+extension [String] {
+    /// `a`, `a and b`, `a, b and c`: names in a row's or a script's prose.
+    var listedInProse: String {
+        count <= 1 ? joined() : dropLast().joined(separator: ", ") + " and " + self[count - 1]
+    }
+}

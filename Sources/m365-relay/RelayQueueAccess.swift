@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOPosix
 import RelayAdmin
 import RelayCore
+import RelayServer
 import RelayStorage
 
 /// What `queue` and `trace` do, whichever way they reach the queue: through a
@@ -58,7 +59,8 @@ struct RelayAccessOptions: ParsableArguments {
         if let admin = configuration.admin {
             let address = RelayAdminHTTPAccess.connectableAddress(admin.address)
             if await RelayAdminHTTPAccess.isListening(address) {
-                return RelayAdminHTTPAccess(address: address, token: admin.token)
+                // Read once: a token file is not read again for every page of a long listing.
+                return RelayAdminHTTPAccess(address: address, token: admin.token.map { source in Result { () throws(RelayStartupError) in try RelaySecrets.read(source) } })
             }
             apiAddress = admin.address
         }
@@ -83,7 +85,8 @@ struct RelayAccessOptions: ParsableArguments {
 
 struct RelayAdminHTTPAccess: RelayQueueAccess {
     let address: RelayEndpoint
-    let token: RelaySecretSource?
+    /// The admin token, or why it could not be read.
+    let token: Result<String, RelayStartupError>?
 
     /// A wildcard bind is reached through loopback.
     static func connectableAddress(_ address: RelayEndpoint) -> RelayEndpoint {
@@ -108,10 +111,7 @@ struct RelayAdminHTTPAccess: RelayQueueAccess {
         }
     }
 
-    var baseURL: String {
-        let host = address.host.contains(":") ? "[\(address.host)]" : address.host
-        return "http://\(host):\(address.port)"
-    }
+    var baseURL: String { "http://\(address)" }
 
     func search(_ query: RelayTraceQuery) async throws(RelayCommandFailure) -> RelayAdminMessagePage {
         var components = URLComponents()
@@ -145,13 +145,14 @@ struct RelayAdminHTTPAccess: RelayQueueAccess {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         var tokenProblem: String?
-        if let token {
-            do {
-                request.headers.add(name: "Authorization", value: "Bearer \(try RelayCommandSecrets.read(token))")
-            } catch {
-                // Perhaps not needed (a loopback relay without a token); if it is, the 401 below says why.
-                tokenProblem = error.description
-            }
+        switch token {
+        case .success(let value)?:
+            request.headers.add(name: "Authorization", value: "Bearer \(value)")
+        case .failure(let error)?:
+            // Perhaps not needed (a loopback relay without a token); if it is, the 401 below says why.
+            tokenProblem = error.description
+        case nil:
+            break
         }
         do {
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
@@ -180,25 +181,6 @@ struct RelayAdminHTTPAccess: RelayQueueAccess {
             return try RelayAdminJSON.decode(type, from: body)
         } catch {
             throw RelayCommandFailure("the admin API at \(address) answered something unexpected: \(error)")
-        }
-    }
-}
-
-/// Secrets as the relay reads them (RelaySecrets): a file without its trailing newline, or an environment variable.
-enum RelayCommandSecrets {
-    static func read(_ source: RelaySecretSource) throws(RelayCommandFailure) -> String {
-        switch source {
-        case .file(let path):
-            guard let data = FileManager.default.contents(atPath: path), var text = String(data: data, encoding: .utf8) else {
-                throw RelayCommandFailure("cannot read \(path)")
-            }
-            if text.hasSuffix("\r\n") { text.removeLast(2) } else if text.hasSuffix("\n") { text.removeLast() }
-            return text
-        case .environment(let name):
-            guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
-                throw RelayCommandFailure("environment variable \(name) is not set")
-            }
-            return value
         }
     }
 }

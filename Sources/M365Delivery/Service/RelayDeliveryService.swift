@@ -447,17 +447,11 @@ public final class RelayDeliveryService: Service, Sendable {
         let content = RelayDeliveryStatusNotification.build(
             reportingHost: settings.hostname, from: settings.bounceSenders[message.envelope.route], originalSender: to, originalQueueID: message.id, arrivalDate: message.receivedAt,
             now: arrival, failedRecipients: failed.map { ($0.address, $0.lastReply ?? "") }, originalHeaders: headers, dsnID: id)
-        var envelope = message.envelope
-        envelope.sender = ""
-        envelope.recipients = [to]
-        envelope.clientName = "m365-relay"
-        envelope.clientAddress = "127.0.0.1"
-        envelope.heloName = settings.hostname
-        envelope.authenticatedAs = nil
-        envelope.tlsVersion = nil
-        envelope.messageID = nil
-        envelope.originalSender = nil
-        envelope.policyNotes = ["delivery status notification for \(message.id)"]
+        // A new envelope, not an edited copy: nothing of the original's session carries over.
+        let envelope = RelayEnvelope(
+            sender: "", recipients: [to], clientName: "m365-relay", clientAddress: "127.0.0.1", heloName: settings.hostname,
+            route: message.envelope.route, smtpUTF8: message.envelope.smtpUTF8, body8Bit: message.envelope.body8Bit,
+            policyNotes: ["delivery status notification for \(message.id)"])
         do {
             _ = try await store.enqueue(id: id, content: content, envelope: envelope, now: arrival)
             logger.notice("Delivery status notification queued", metadata: ["dsn_id": "\(id)", "to": "\(to)"])

@@ -30,12 +30,10 @@ public enum RelayAdminAPI {
     }
 
     /// Adds the API's routes to the admin router (after its authentication middleware).
-    public static func addRoutes(to router: Router<RelayAdminRequestContext>, backend: any RelayAdminBackend) {
-        addRoutes(to: router, backend: backend, clock: { Date() })
-    }
-
     /// - Parameter clock: "now" for relative ages (`since=1h`), route expiries and the time recorded for actions.
-    static func addRoutes(to router: Router<RelayAdminRequestContext>, backend: any RelayAdminBackend, clock: @escaping @Sendable () -> Date) {
+    public static func addRoutes(
+        to router: Router<RelayAdminRequestContext>, backend: any RelayAdminBackend, clock: @escaping @Sendable () -> Date = Date.init
+    ) {
         router.get("/healthz") { _, _ in
             try RelayAdminResponse.json(RelayAdminReadiness(status: "ok", reason: nil))
         }

@@ -48,11 +48,7 @@ enum DashboardPage {
 
     /// The administrator's actions that fit a message's status (see RelayTraceStore.apply).
     static func actions(for status: RelayTraceStatus) -> [RelayQueueAction] {
-        switch status {
-        case .queued, .deferred: [.retry, .hold, .delete]
-        case .held: [.release, .delete]
-        case .delivered, .failed, .bounced, .deleted: []
-        }
+        RelayQueueAction.applicable(to: status)
     }
 
     static func actionButtons(id: String, status: RelayTraceStatus) -> String {

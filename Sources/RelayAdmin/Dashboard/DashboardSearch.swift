@@ -61,8 +61,6 @@ struct DashboardSearch: Hashable, Sendable {
         }
     }
 
-    var isEmpty: Bool { self == DashboardSearch() }
-
     func query(now: Date) -> RelayTraceQuery {
         func optional(_ text: String) -> String? { text.isEmpty ? nil : text }
         return RelayTraceQuery(

@@ -16,12 +16,15 @@ import RelayStorage
 /// - `/assets/dashboard.js`: the queue actions' script (calls the JSON API).
 public enum RelayDashboard {
     /// Adds the dashboard's pages to the admin router (after its authentication middleware).
-    public static func addRoutes(to router: Router<RelayAdminRequestContext>, backend: any RelayAdminBackend) {
+    /// - Parameter clock: "now" for the pages' ages, the flow chart's window and relative searches.
+    public static func addRoutes(
+        to router: Router<RelayAdminRequestContext>, backend: any RelayAdminBackend, clock: @escaping @Sendable () -> Date = Date.init
+    ) {
         router.get("/") { _, context -> Response in
-            await page(context) { now in try await overview(backend: backend, now: now) }
+            await page(context, clock: clock) { now in try await overview(backend: backend, now: now) }
         }
         router.get("/trace") { request, context -> Response in
-            await page(context) { now in
+            await page(context, clock: clock) { now in
                 let search: DashboardSearch
                 do {
                     search = try DashboardSearch(parameters: DashboardHTML.parseQuery(request.uri.query))
@@ -33,7 +36,7 @@ public enum RelayDashboard {
             }
         }
         router.get("/messages/:id") { _, context -> Response in
-            await page(context) { now in
+            await page(context, clock: clock) { now in
                 let text = context.parameters.get("id") ?? ""
                 guard let id = RelayQueueID(validating: text), let timeline = try await backend.trace.timeline(id: id) else {
                     return (
@@ -84,9 +87,9 @@ public enum RelayDashboard {
     /// Renders a page. A store that cannot be read becomes a 503 page naming no
     /// SQL or addresses (the error goes to the log); a cursor it cannot read, a 400 page.
     private static func page(
-        _ context: RelayAdminRequestContext, _ render: (Date) async throws -> (HTTPResponse.Status, String)
+        _ context: RelayAdminRequestContext, clock: @Sendable () -> Date, _ render: (Date) async throws -> (HTTPResponse.Status, String)
     ) async -> Response {
-        let now = Date()
+        let now = clock()
         let status: HTTPResponse.Status, html: String
         do {
             (status, html) = try await render(now)

@@ -211,6 +211,21 @@ public struct RelayQueueStatistics: Hashable, Sendable, Codable {
 /// An administrator's action on a message: `retry`, `hold`, `release`, `delete`.
 public enum RelayQueueAction: String, Hashable, Sendable, Codable, CaseIterable {
     case retry, hold, release, delete
+
+    /// The statuses a message may have for the action: the one rule the
+    /// store enforces and the dashboard offers buttons by.
+    public var applicableStatuses: Set<RelayTraceStatus> {
+        switch self {
+        case .retry, .hold: [.queued, .deferred]
+        case .release: [.held]
+        case .delete: [.queued, .deferred, .held]
+        }
+    }
+
+    /// The actions a message of `status` allows, in the order above.
+    public static func applicable(to status: RelayTraceStatus) -> [RelayQueueAction] {
+        allCases.filter { $0.applicableStatuses.contains(status) }
+    }
 }
 
 /// Why a queue action was refused; the admin API maps these to 404 and 409.

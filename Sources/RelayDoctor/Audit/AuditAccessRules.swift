@@ -31,7 +31,7 @@ extension Audit {
                 } else if listener.requireTLS {
                     add(action, "tls: starttls, require_tls: true: AUTH and mail only after STARTTLS", .pass)
                 } else {
-                    add(action, "tls: starttls, require_tls: false; password clients \(Self.list(passwordClients)) may connect here", .warn,
+                    add(action, "tls: starttls, require_tls: false; password clients \(passwordClients.listedInProse) may connect here", .warn,
                         hint: "AUTH is offered only after STARTTLS, but mail is accepted in clear before it. Set \(path).require_tls: true, and serve devices that cannot do TLS on a listener of their own.")
                 }
             }

@@ -79,7 +79,7 @@ extension Audit {
             var inline: [String] = []
             if configuration.alerts?.webhookURL != nil { inline.append("alerts.webhook_url") }
             if case .postgres(let url) = configuration.storage.location, Self.hasInlinePassword(url) { inline.append("storage.url") }
-            let what = inline.isEmpty ? "configuration file" : "configuration file (holds \(Self.list(inline)))"
+            let what = inline.isEmpty ? "configuration file" : "configuration file (holds \(inline.listedInProse))"
             check(ReferencedFile(keyPath: "--config", what: what, kind: inline.isEmpty ? .certificate : .secret, source: .file(configurationPath)),
                   path: configurationPath, action: "File permissions: \(configurationPath) (\(what))")
         }

@@ -79,15 +79,6 @@ struct Audit {
         rows.append(RelayDoctorRow(step: RelayDoctorAudit.step, action: action, verification: verification, result: result, hint: hint))
     }
 
-    /// `a`, `a and b`, `a, b and c`.
-    static func list(_ items: [String]) -> String {
-        switch items.count {
-        case 0: ""
-        case 1: items[0]
-        default: items.dropLast().joined(separator: ", ") + " and " + items[items.count - 1]
-        }
-    }
-
     /// A duration as people read it: `30 days`, `12 hours`.
     static func duration(_ seconds: TimeInterval) -> String {
         let whole = Int(seconds.rounded())

@@ -172,12 +172,12 @@ extension RelayDoctorRun {
             }
             let classification = M365ReplyClassification.classify(.smtp(reply), on: .smtp, canRefreshToken: false)
             return RelayDoctorRow(step: step, action: action, verification: "\(reply)", result: .fail,
-                                  hint: [classification.meaning, classification.remedy].compactMap { $0 }.joined(separator: ". "))
+                                  hint: classification.hint)
         } catch let error as RelayDoctorProbeError {
             if let reply = error.reply {
                 let classification = M365ReplyClassification.classify(.smtp(reply), on: .smtp, canRefreshToken: false)
                 return RelayDoctorRow(step: step, action: action, verification: error.description, result: .fail,
-                                      hint: [classification.meaning, classification.remedy].compactMap { $0 }.joined(separator: ". "))
+                                      hint: classification.hint)
             }
             return RelayDoctorRow(step: step, action: action, verification: error.description, result: .fail,
                                   hint: "The endpoint was reachable in the Connectivity step; retry, and check for a proxy that interferes with SMTP")
@@ -269,7 +269,7 @@ extension RelayDoctorRun {
         let response = M365GraphResponse(status: status, errorCode: code, message: errorObject?["message"] as? String ?? "")
         let classification = M365ReplyClassification.classify(.graph(response), on: .graph, canRefreshToken: false)
         return RelayDoctorRow(step: step, action: action, verification: found, result: .fail,
-                              hint: [classification.meaning, classification.remedy].compactMap { $0 }.joined(separator: ". "))
+                              hint: classification.hint)
     }
 }
 

@@ -106,7 +106,7 @@ extension RelayDoctorRun {
 
     static func refusedRow(_ reply: SMTPReply, route: RelayConfiguration.Route, action: String, transcript: [String], configuration: RelayConfiguration) -> RelayDoctorRow {
         let classification = M365ReplyClassification.classify(.smtp(reply), on: .connector, canRefreshToken: false)
-        var hint = [classification.meaning, classification.remedy].compactMap { $0 }.joined(separator: ". ")
+        var hint = classification.hint
         if reply.enhanced == SMTPEnhancedStatus(5, 7, 64) {
             let identity = route.clientCertificateFile.map { "the certificate subject of \($0)" }
                 ?? "the sender IP addresses \(configuration.server.publicAddresses.map(\.description).joined(separator: ", "))"

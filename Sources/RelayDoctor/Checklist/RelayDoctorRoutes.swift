@@ -110,3 +110,8 @@ extension RelayConfiguration {
         return nil
     }
 }
+
+extension M365ReplyClassification {
+    /// What Microsoft's reply means and how to fix it, as a row's hint.
+    var hint: String { [meaning, remedy].compactMap { $0 }.joined(separator: ". ") }
+}

@@ -4,7 +4,6 @@ import NIOCore
 import RelayCore
 import RelayServer
 import RelayStorage
-import Synchronization
 
 /// Step Test message (`--send-test ADDRESS`): one real message through the
 /// route a client of the configuration uses, by the transport `serve` uses,
@@ -62,11 +61,11 @@ extension RelayDoctorRun {
             id: id, envelope: envelope, recipients: [RelayRecipient(address: recipient)], state: .queued,
             size: content.utf8.count, receivedAt: now, nextAttemptAt: now, attempts: 0, lastError: nil)
         // Signed as the delivery service signs, so the test proves DKIM alignment too.
-        var reader: any RelayContentReader = RelayDoctorContent(content)
+        var reader: any RelayContentReader = InlineContentReader(ByteBuffer(string: content))
         var signature = ""
         do {
             if let signer = try RelayDKIMKeys.signer(for: configuration.dkim, logger: logger) {
-                reader = try signer.signing(reader, of: message, open: { RelayDoctorContent(content) }, now: now)
+                reader = try signer.signing(reader, of: message, open: { InlineContentReader(ByteBuffer(string: content)) }, now: now)
                 let keys = signer.signers(forDomain: RelayDKIMSigner.domain(of: sender) ?? "")
                 if !keys.isEmpty {
                     signature = "; DKIM-signed " + keys.map { "d=\($0.domain) s=\($0.selector)" }.joined(separator: ", ")
@@ -90,7 +89,7 @@ extension RelayDoctorRun {
         var hint = "Check the message in Microsoft's message trace by its Message-ID"
         if let reply = outcome.reply {
             let classification = M365ReplyClassification.classify(reply, on: M365Transport(route.mode), canRefreshToken: false)
-            hint = [classification.meaning, classification.remedy].compactMap { $0 }.joined(separator: ". ")
+            hint = classification.hint
         }
         return [RelayDoctorRow(step: step, action: action, verification: "from \(sender): \(outcome.summary); \(ids)\(signature)", result: .fail, hint: hint)]
     }
@@ -115,22 +114,4 @@ extension RelayDoctorRun {
             "",
         ].joined(separator: "\r\n")
     }
-}
-
-/// The test message's content, read once by the transport.
-final class RelayDoctorContent: RelayContentReader {
-    private let remaining: Mutex<ByteBuffer?>
-
-    init(_ text: String) { remaining = Mutex(ByteBuffer(string: text)) }
-
-    func read(maxLength: Int) throws -> ByteBuffer? {
-        remaining.withLock { buffer in
-            guard var current = buffer, current.readableBytes > 0 else { return nil }
-            let chunk = current.readSlice(length: min(maxLength, current.readableBytes))
-            buffer = current
-            return chunk
-        }
-    }
-
-    func close() { remaining.withLock { $0 = nil } }
 }

@@ -205,7 +205,7 @@ struct ConnectorScriptBuilder {
             ]
         }
         if route.mailbox == nil, !senders.patterns.isEmpty {
-            lines += Self.comment("Clients \(c(Self.list(senders.patternClients))) also send as \(c(senders.patterns.joined(separator: ", "))): run the two commands above for each such mailbox.")
+            lines += Self.comment("Clients \(c(senders.patternClients.listedInProse)) also send as \(c(senders.patterns.joined(separator: ", "))): run the two commands above for each such mailbox.")
         }
         if let mailbox = route.mailbox {
             lines += sendAs(for: mailbox, senders: senders)
@@ -254,7 +254,7 @@ struct ConnectorScriptBuilder {
             lines += Self.comment("No sending mailbox is known: add each mailbox the clients send as with Add-DistributionGroupMember -Identity \(c(quotedGroup)) -Member ADDRESS.")
         }
         for carried in wildcards {
-            lines += Self.comment("Clients \(c(Self.list(carried.patternClients))) also send as \(c(carried.patterns.joined(separator: ", "))): add each such mailbox with Add-DistributionGroupMember -Identity \(c(quotedGroup)) -Member ADDRESS.")
+            lines += Self.comment("Clients \(c(carried.patternClients.listedInProse)) also send as \(c(carried.patterns.joined(separator: ", "))): add each such mailbox with Add-DistributionGroupMember -Identity \(c(quotedGroup)) -Member ADDRESS.")
         }
         let description = "m365-relay: route\(routeNames.count == 1 ? "" : "s") \(routeNames.joined(separator: ", ")) may send only as the members of \(group)"
         lines.append("New-ApplicationAccessPolicy -AppId \(quotedApp) -PolicyScopeGroupId \(quotedGroup) -AccessRight RestrictAccess -Description \(PowerShellText.quoted(description))")
@@ -294,7 +294,7 @@ struct ConnectorScriptBuilder {
             : "server.public_addresses \(c(configuration.server.publicAddresses.map(\.description).joined(separator: ", ")))"
         lines += Self.comment("""
             The relay delivers to \(c(mx)) without authentication, to recipients in \
-            \(c(Self.list(route.effectiveAcceptedDomains))) only. No connector is needed; the SPF record of every sender \
+            \(c(route.effectiveAcceptedDomains.listedInProse)) only. No connector is needed; the SPF record of every sender \
             domain must include \(spf).
             """)
         if directSendChecked {
@@ -325,7 +325,7 @@ struct ConnectorScriptBuilder {
             lines.append("Add-RecipientPermission -Identity \(PowerShellText.quoted(sender)) -Trustee \(PowerShellText.quoted(mailbox)) -AccessRights SendAs -Confirm:$false")
         }
         if !senders.patterns.isEmpty {
-            lines += Self.comment("Clients \(c(Self.list(senders.patternClients))) may send as \(c(senders.patterns.joined(separator: ", "))): grant Send As on each such mailbox the same way.")
+            lines += Self.comment("Clients \(c(senders.patternClients.listedInProse)) may send as \(c(senders.patterns.joined(separator: ", "))): grant Send As on each such mailbox the same way.")
         }
         return lines
     }
@@ -392,10 +392,6 @@ struct ConnectorScriptBuilder {
     }
 
     static let commentWidth = 100
-
-    static func list(_ items: [String]) -> String {
-        items.count <= 1 ? items.joined() : items.dropLast().joined(separator: ", ") + " and " + items[items.count - 1]
-    }
 
     private func orderedUnique(_ items: [String]) -> [String] {
         var seen: Set<String> = []

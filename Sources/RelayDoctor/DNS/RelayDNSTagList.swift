@@ -33,17 +33,4 @@ struct RelayDNSTagList: Sendable {
 
     /// The name of the first tag, lower-cased (`v` in a well-formed record).
     var firstName: String? { tags.first?.name }
-
-    /// Tag names given more than once (RFC 6376 §3.2: a tag list with a duplicate is invalid).
-    var duplicateNames: [String] {
-        var seen = Set<String>()
-        var duplicates: [String] = []
-        for tag in tags where !tag.name.isEmpty {
-            if !seen.insert(tag.name).inserted, !duplicates.contains(tag.name) { duplicates.append(tag.name) }
-        }
-        return duplicates
-    }
-
-    /// Parts that are not `name=value`.
-    var malformed: [String] { tags.filter { $0.name.isEmpty }.map(\.value) }
 }

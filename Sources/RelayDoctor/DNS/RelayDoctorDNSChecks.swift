@@ -1,4 +1,5 @@
 import Foundation
+import M365Delivery
 import RelayCore
 import RelayDNS
 
@@ -83,12 +84,6 @@ public enum RelayDoctorDNSChecks {
         if let client = resolver as? RelayDNSClient { return client.serverDescription }
         if let server = configuration.dns.server { return server.description }
         return "the system resolver"
-    }
-
-    /// The MX host Microsoft 365 gives a domain: dots become dashes.
-    /// - SeeAlso: M365.md (`contoso-com.mail.protection.outlook.com`)
-    static func microsoftMX(for domain: String) -> String {
-        domain.replacingOccurrences(of: ".", with: "-") + ".mail.protection.outlook.com"
     }
 
     /// Whether an MX host is Exchange Online Protection: the classic
@@ -176,7 +171,7 @@ struct RelayDoctorDomainCheck {
 
     mutating func checkMX() async {
         let action = "MX of \(domain) points at Microsoft 365"
-        let expected = RelayDoctorDNSChecks.microsoftMX(for: domain)
+        let expected = SMTPSubmissionTransport.tenantMXHost(forDomain: domain)
         let publish = "publish `\(domain). IN MX 0 \(expected).` (the exact host is under Microsoft 365 admin center > Settings > Domains > \(domain) > DNS records)"
         let answer: RelayDNSAnswer
         do {

@@ -15,16 +15,6 @@ public struct RelaySPFRecord: Sendable, Hashable, CustomStringConvertible {
         case fail = "-"
         case softFail = "~"
         case neutral = "?"
-
-        /// The result name RFC 7208 §2.6 gives it.
-        public var resultName: String {
-            switch self {
-            case .pass: "pass"
-            case .fail: "fail"
-            case .softFail: "softfail"
-            case .neutral: "neutral"
-            }
-        }
     }
 
     /// RFC 7208 §5. Domains are kept as written (lower-cased); nil means "the current domain".

@@ -14,8 +14,13 @@ final class RelayLiveAdminBackend: RelayAdminBackend {
     /// Credential expiries read from files; re-read at most every `expiryRefresh` (files change on renewal, rarely).
     private let expiryCache = Mutex<(at: Date, values: [RelayCredentialExpiry])?>(nil)
     private let expiryRefresh: TimeInterval = 300
+    private let now: @Sendable () -> Date
 
-    init(trace: any RelayTraceStore, routeReport: RelayRouteStatusReport, metrics: RelayMetrics, configuration: RelayConfiguration) {
+    init(
+        trace: any RelayTraceStore, routeReport: RelayRouteStatusReport, metrics: RelayMetrics, configuration: RelayConfiguration,
+        now: @escaping @Sendable () -> Date = Date.init
+    ) {
+        self.now = now
         self.trace = trace
         self.routeReport = routeReport
         self.metrics = metrics
@@ -33,7 +38,7 @@ final class RelayLiveAdminBackend: RelayAdminBackend {
         } catch {
             return "storage is not reachable: \(error)"
         }
-        let routes = await routeReport.routes(now: Date())
+        let routes = await routeReport.routes(now: now())
         if !routes.isEmpty && routes.allSatisfy({ $0.health != .ok }) {
             let held = routes.map { "\($0.name) \($0.health.rawValue) until \($0.heldUntil.map { "\($0)" } ?? "?")" }
             return "no route can send: \(held.joined(separator: "; "))"
@@ -42,7 +47,7 @@ final class RelayLiveAdminBackend: RelayAdminBackend {
     }
 
     func metricsText() async -> String {
-        let now = Date()
+        let now = self.now()
         let statistics: RelayQueueStatistics
         do {
             statistics = try await trace.queueStatistics()
@@ -53,7 +58,7 @@ final class RelayLiveAdminBackend: RelayAdminBackend {
         return metrics.render(statistics: statistics, routes: await routeReport.routes(now: now), certificates: credentialExpiries(now: now), now: now)
     }
 
-    func credentialExpiries(now: Date = Date()) -> [RelayCredentialExpiry] {
+    func credentialExpiries(now: Date) -> [RelayCredentialExpiry] {
         expiryCache.withLock { cache in
             if let cache, now.timeIntervalSince(cache.at) < expiryRefresh { return cache.values }
             let values = RelayCredentialExpiry.expiries(in: configuration)

@@ -38,6 +38,8 @@ public final class RelayAlerts: RelayEventObserver, Service {
     private let outbox: (stream: AsyncStream<RelayAlert>, continuation: AsyncStream<RelayAlert>.Continuation)
     /// Whether the last queue statistics read failed, so that a broken store is logged once, not every check.
     private let statisticsFailing = Mutex(false)
+    /// Routes Microsoft has throttled (at most the configured routes): only their deliveries matter here.
+    private let throttledRoutes = Mutex(Set<String>())
     private let clientShutDown = Mutex(false)
 
     /// Timeout of one POST, unless the initialiser is given another.
@@ -106,11 +108,16 @@ public final class RelayAlerts: RelayEventObserver, Service {
     /// are not even buffered, so that a flood of them cannot push out one that matters.
     public func observe(_ event: RelayOperationalEvent) {
         switch event {
-        case .authFailed, .clientLockedOut, .throttled, .routeHeld, .routeRecovered:
+        case .throttled(let route, _, _, _):
+            throttledRoutes.withLock { _ = $0.insert(route) }
+            events.continuation.yield((event, now()))
+        case .authFailed, .clientLockedOut, .routeHeld, .routeRecovered:
             events.continuation.yield((event, now()))
         case .attemptFinished(let report) where report.outcome == .delivered:
-            // Tells a throttled route's recovery.
-            events.continuation.yield((event, now()))
+            // Tells a throttled route's recovery; other routes' deliveries would only fill the buffer.
+            if throttledRoutes.withLock({ $0.contains(report.route) }) {
+                events.continuation.yield((event, now()))
+            }
         default:
             break
         }

@@ -1,4 +1,5 @@
 import Foundation
+import M365Delivery
 import RelayCore
 import X509
 
@@ -74,10 +75,8 @@ extension RelayCredentialExpiry {
     static func jwtExpiry(_ token: String) -> Date? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3 else { return nil }
-        var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.utf8.count % 4) % 4)
-        guard let data = Data(base64Encoded: base64),
-              let claims = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        guard let payload = M365Base64URL.decode(parts[1]),
+              let claims = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any],
               let exp = claims["exp"] as? NSNumber
         else { return nil }
         return Date(timeIntervalSince1970: exp.doubleValue)

@@ -54,8 +54,10 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     /// - Parameter keepBodies: how long a finished message's content is kept
     ///   (`trace.keep_bodies`); 0 removes it as soon as the message finishes.
     ///   `prune(before:bodiesBefore:batchSize:)` removes kept content later.
+    /// - Parameter now: the clock of trace events the store writes itself (a reroute by `postpone`).
     public init(
-        path: String, spoolDirectory: String? = nil, inlineContentLimit: Int = 64 * 1024, keepBodies: TimeInterval = 0, logger: Logger
+        path: String, spoolDirectory: String? = nil, inlineContentLimit: Int = 64 * 1024, keepBodies: TimeInterval = 0,
+        now: @escaping @Sendable () -> Date = Date.init, logger: Logger
     ) throws {
         self.inlineContentLimit = inlineContentLimit
         self.keepBodies = max(0, keepBodies)
@@ -110,7 +112,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
         }
         let keepBodies = max(0, keepBodies)
         self.attemptCommitter = GroupCommitter { batch in
-            await Self.applyAttemptBatch(batch, database: database, spool: spool, keepBodies: keepBodies)
+            await Self.applyAttemptBatch(batch, database: database, spool: spool, keepBodies: keepBodies, at: now())
         }
         do {
             try removeUnacknowledgedContent()
@@ -252,7 +254,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
     /// One transaction for every attempt recorded meanwhile; each in its own
     /// savepoint, so that one lost lease does not undo the others.
     private static func applyAttemptBatch(
-        _ batch: [PendingAttempt], database: DatabasePool, spool: SpoolDirectory, keepBodies: TimeInterval
+        _ batch: [PendingAttempt], database: DatabasePool, spool: SpoolDirectory, keepBodies: TimeInterval, at now: Date
     ) async -> [Result<Void, any Error>] {
         // Each success tells whether the message's content is to be removed.
         let outcomes: [Result<Bool, any Error>]
@@ -267,7 +269,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
                                 let finished = try applyAttempt(id: pending.id, owner: pending.owner, result: result, keepBodies: keepBodies, db)
                                 removesContent = finished && keepBodies == 0
                             case .postpone(let until, let route):
-                                try applyPostponement(id: pending.id, owner: pending.owner, until: until, route: route, db)
+                                try applyPostponement(id: pending.id, owner: pending.owner, until: until, route: route, at: now, db)
                             }
                             if removesContent {
                                 try db.cachedStatement(sql: "DELETE FROM contents WHERE message_id = ?").execute(arguments: [pending.id.rawValue])
@@ -445,29 +447,33 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
     // MARK: Attempt internals
 
-    private static func applyPostponement(id: RelayQueueID, owner: String, until: Date, route: String?, _ db: Database) throws {
-        guard let row = try Row.fetchOne(db, sql: "SELECT lease_owner, route FROM messages WHERE id = ?", arguments: [id.rawValue]) else {
+    private static func applyPostponement(id: RelayQueueID, owner: String, until: Date, route: String?, at now: Date, _ db: Database) throws {
+        // Cached statements, as in applyAttempt: a busy mailbox postpones every message again at each recheck.
+        guard let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT lease_owner, route FROM messages WHERE id = ?"), arguments: [id.rawValue]) else {
             throw RelayStorageError(.notFound, "no message \(id)")
         }
         guard (row["lease_owner"] as String?) == owner else {
             throw RelayStorageError(.leaseLost, "message \(id) is no longer leased by this worker")
         }
         if let route {
-            try db.execute(
-                sql: "UPDATE messages SET route = ?, envelope = json_set(envelope, '$.route', ?) WHERE id = ?",
-                arguments: [route, route, id.rawValue])
+            try moveRoute(id: id, to: route, db)
             let previous: String = row["route"]
-            // postpone() carries no clock; the wall clock is when the move happened.
             try insertEvent(
                 RelayTraceEvent(
-                    at: Date(), kind: .rerouted,
+                    at: now, kind: .rerouted,
                     summary: "Moved from route \(previous) to \(route); next attempt at \(traceTimestamp(until))",
                     details: ["from_route": previous, "route": route, "next_attempt_at": traceTimestamp(until)]),
                 for: id, db)
         }
-        try db.execute(
-            sql: "UPDATE messages SET next_attempt_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
-            arguments: [until.timeIntervalSince1970, id.rawValue])
+        try db.cachedStatement(sql: "UPDATE messages SET next_attempt_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?")
+            .execute(arguments: [until.timeIntervalSince1970, id.rawValue])
+    }
+
+    /// The message's route, in its row and in its stored envelope.
+    private static func moveRoute(id: RelayQueueID, to route: String, _ db: Database) throws {
+        try db.cachedStatement(sql: "UPDATE messages SET route = ?, envelope = json_set(envelope, '$.route', ?) WHERE id = ?")
+            .execute(arguments: [route, route, id.rawValue])
     }
 
     /// Applies one attempt inside the caller's transaction; returns whether the message is finished.
@@ -548,9 +554,7 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
             guard delivered == 0 else {
                 throw RelayStorageError(.io, "message \(id) has delivered recipients and cannot change route")
             }
-            try db.execute(
-                sql: "UPDATE messages SET route = ?, envelope = json_set(envelope, '$.route', ?) WHERE id = ?",
-                arguments: [route, route, id.rawValue])
+            try moveRoute(id: id, to: route, db)
         }
         return isFinished
     }
@@ -683,11 +687,12 @@ public final class SQLiteQueueStore: RelayQueueStore, Sendable {
 
 extension JSONEncoder {
     /// Sorted keys keep stored envelopes byte-stable, which makes them easy to diff and inspect.
-    static var queue: JSONEncoder {
+    /// One instance: it is used per commit, attempt and event, and encoding does not change it.
+    static let queue: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return encoder
-    }
+    }()
 }
 
 extension Array {

@@ -223,7 +223,7 @@ extension SQLiteQueueStore: RelayTraceStore {
         let event: RelayTraceEvent
         switch action {
         case .retry:
-            guard status == .queued || status == .deferred else {
+            guard action.applicableStatuses.contains(status) else {
                 throw RelayQueueActionError.notApplicable("message \(id) is \(status.rawValue); only a queued or deferred message can be retried")
             }
             try db.execute(sql: "UPDATE messages SET next_attempt_at = ? WHERE id = ?", arguments: [nowSeconds, id.rawValue])
@@ -232,7 +232,7 @@ extension SQLiteQueueStore: RelayTraceStore {
                 summary: isBeingDelivered ? "Retry asked for by \(by); an attempt was already under way" : "Retry asked for by \(by)",
                 details: ["by": by])
         case .hold:
-            guard status == .queued || status == .deferred else {
+            guard action.applicableStatuses.contains(status) else {
                 throw RelayQueueActionError.notApplicable("message \(id) is \(status.rawValue); only a queued or deferred message can be held")
             }
             // While leased, the lease stays: the running attempt records as usual, and
@@ -243,14 +243,14 @@ extension SQLiteQueueStore: RelayTraceStore {
                 summary: isBeingDelivered ? "Held by \(by), after the attempt under way" : "Held by \(by)",
                 details: ["by": by])
         case .release:
-            guard status == .held else {
+            guard action.applicableStatuses.contains(status) else {
                 throw RelayQueueActionError.notApplicable("message \(id) is \(status.rawValue); only a held message can be released")
             }
             try db.execute(
                 sql: "UPDATE messages SET state = 'queued', next_attempt_at = ? WHERE id = ?", arguments: [nowSeconds, id.rawValue])
             event = RelayTraceEvent(at: now, kind: .released, summary: "Released by \(by)", details: ["by": by])
         case .delete:
-            guard [.queued, .deferred, .held].contains(status) else {
+            guard action.applicableStatuses.contains(status) else {
                 throw RelayQueueActionError.notApplicable(
                     "message \(id) is \(status.rawValue); only a queued, deferred or held message can be deleted")
             }

@@ -2,15 +2,16 @@ import NIOCore
 import RelayCore
 import Synchronization
 
-/// Reads a small message's content that the database held.
-final class InlineContentReader: RelayContentReader {
+/// Reads content held in memory: a small message the database held, or a
+/// message made on the spot (doctor's test message).
+public final class InlineContentReader: RelayContentReader {
     private let remaining: Mutex<ByteBuffer?>
 
-    init(_ content: ByteBuffer) {
+    public init(_ content: ByteBuffer) {
         remaining = Mutex(content)
     }
 
-    func read(maxLength: Int) throws -> ByteBuffer? {
+    public func read(maxLength: Int) throws -> ByteBuffer? {
         remaining.withLock { buffer in
             guard var current = buffer, current.readableBytes > 0 else { return nil }
             let chunk = current.readSlice(length: min(maxLength, current.readableBytes))
@@ -19,7 +20,7 @@ final class InlineContentReader: RelayContentReader {
         }
     }
 
-    func close() {
+    public func close() {
         remaining.withLock { $0 = nil }
     }
 }
